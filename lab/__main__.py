@@ -1,0 +1,78 @@
+"""forge-lab: bring up, show and remove lab VMs, and run site.yml against them.
+
+    lab/forge-lab up [--count N] [--gpu SCENARIO ...]   start N VMs (idempotent)
+    lab/forge-lab status                              show them
+    lab/forge-lab down                                remove them
+    lab/forge-lab site [ansible-playbook args]        up (2 VMs unless running) + site.yml
+    lab/forge-lab image [--rebuild]                   build the VM image if its recipe changed
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .image import ensure_image
+from .paths import REPO_ROOT
+from .vms import Lab, LabError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="forge-lab", description=__doc__.splitlines()[0])
+    parser.add_argument("--lab", default="forge-lab", help="lab name, also the VM name prefix")
+    parser.add_argument(
+        "--base-port", type=int, default=50001, help="SSH port of the first VM on 127.0.0.1"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start N lab VMs (idempotent)")
+    up.add_argument("--count", type=int, default=2)
+    up.add_argument(
+        "--gpu",
+        nargs="+",
+        metavar="SCENARIO",
+        help="nvidia-smi scenario per VM, the last repeating (default t4; 'none' = no GPU)",
+    )
+    sub.add_parser("status", help="show the lab's VMs")
+    sub.add_parser("down", help="remove the lab's VMs")
+    site = sub.add_parser("site", help="bring the lab up if needed and run site.yml on it")
+    site.add_argument("--count", type=int, default=2)
+    site.add_argument("playbook_args", nargs=argparse.REMAINDER)
+    image = sub.add_parser("image", help="build the VM image when its recipe changed")
+    image.add_argument("--rebuild", action="store_true")
+
+    args = parser.parse_args(argv)
+    lab = Lab(name=args.lab, base_port=args.base_port)
+    try:
+        if args.command == "up":
+            path = lab.up(args.count, args.gpu)
+            print(f"forge-lab: {args.count} VM(s) up; inventory: {path}")
+        elif args.command == "status":
+            rows = lab.status()
+            if not rows:
+                print(f"forge-lab: no VMs in lab '{lab.name}'")
+            for row in rows:
+                print(f"{row['name']:<20} {row['state']:<10} ssh {row['ssh']:<18} gpu {row['gpu']}")
+        elif args.command == "down":
+            removed = lab.down()
+            print(f"forge-lab: removed {len(removed)} VM(s): {' '.join(removed) or '-'}")
+        elif args.command == "image":
+            print(ensure_image(force=args.rebuild))
+        elif args.command == "site":
+            running = [c for c in lab.containers() if c.running]
+            count = max(args.count, len(running))
+            inventory = lab.up(count)
+            playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+            os.chdir(REPO_ROOT)
+            command = [playbook, "-i", str(inventory), "site.yml", *args.playbook_args]
+            print("forge-lab: " + " ".join(command), flush=True)
+            os.execv(playbook, command)
+    except LabError as error:
+        print(f"forge-lab: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
