@@ -1,0 +1,40 @@
+"""Shared fixtures: lab VMs for integration tests (see tests/harness/)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from tests.harness.lab import LabHandle, lab_vms
+
+# Test labs live on ports 51001+ so they never collide with the operator's lab (50001+).
+_port_blocks = itertools.count(51000, 20)
+
+
+def _lab_name(request: pytest.FixtureRequest) -> str:
+    base = request.node.name if request.scope == "function" else request.module.__name__
+    return "t-" + re.sub(r"[^a-z0-9]+", "-", base.rsplit(".", 1)[-1].lower()).strip("-")[:30]
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Iterator[LabHandle]:
+    """Two fresh lab VMs shared by the tests of one module."""
+    with lab_vms(_lab_name(request), 2, next(_port_blocks) + 1) as handle:
+        yield handle
+
+
+@pytest.fixture
+def make_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., LabHandle]]:
+    """Factory for fresh VMs owned by one test: make_lab(count=1, gpu=["a100"])."""
+    with ExitStack() as stack:
+        made = itertools.count(1)
+
+        def factory(count: int = 1, gpu: list[str] | None = None) -> LabHandle:
+            name = f"{_lab_name(request)[:24]}-{next(made)}"
+            return stack.enter_context(lab_vms(name, count, next(_port_blocks) + 1, gpu))
+
+        yield factory

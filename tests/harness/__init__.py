@@ -1,0 +1,1 @@
+"""Test harness: run real playbooks on lab VMs and read what happened, task by task."""

@@ -1,0 +1,151 @@
+"""Run a playbook through ansible-runner and expose per-task results and per-host stats.
+
+    result = run_playbook("site.yml", lab.inventory)
+    assert result.ok
+    assert result.stats["forge-test-1"]["changed"] == 0
+    assert result.task("Install the packages Forge needs", "forge-test-1").changed
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from lab.paths import REPO_ROOT
+
+_RESULT_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_skipped": "skipped",
+    "runner_on_unreachable": "unreachable",
+}
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    host: str
+    task: str
+    action: str
+    status: str  # ok | failed | skipped | unreachable
+    res: dict[str, Any]
+    ignore_errors: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.res.get("changed"))
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("failed", "unreachable")
+
+    @property
+    def msg(self) -> str:
+        return str(self.res.get("msg", ""))
+
+
+@dataclass
+class PlaybookResult:
+    rc: int
+    status: str
+    stdout: str
+    tasks: list[TaskResult] = field(default_factory=list)
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def for_host(self, host: str) -> list[TaskResult]:
+        return [t for t in self.tasks if t.host == host]
+
+    def task(self, name: str, host: str) -> TaskResult:
+        """The result of the task whose name ends with ``name`` (role prefix optional)."""
+        matches = [t for t in self.for_host(host) if t.task == name or t.task.endswith(f" : {name}")]
+        if not matches:
+            names = sorted({t.task for t in self.for_host(host)})
+            raise KeyError(f"no task {name!r} ran on {host}; tasks were: {names}")
+        return matches[-1]
+
+    def changed_tasks(self, host: str) -> list[str]:
+        return [t.task for t in self.for_host(host) if t.changed]
+
+    def failures(self) -> list[TaskResult]:
+        return [t for t in self.tasks if t.failed and not t.ignore_errors]
+
+    def explain(self) -> str:
+        """A short failure report for assertion messages."""
+        lines = [f"rc={self.rc} status={self.status}"]
+        lines += [f"{t.host}: {t.task}: {t.msg or t.res}" for t in self.failures()]
+        return "\n".join(lines) + "\n--- output tail ---\n" + self.stdout[-4000:]
+
+
+def run_playbook(
+    playbook: str,
+    inventory: Path | str,
+    *,
+    extravars: dict[str, Any] | None = None,
+    check: bool = False,
+    diff: bool = False,
+    tags: str | None = None,
+    limit: str | None = None,
+    verbosity: int = 0,
+    envvars: dict[str, str] | None = None,
+) -> PlaybookResult:
+    """Run ``playbook`` (relative to the repository root) as an operator would."""
+    cmdline = []
+    if check:
+        cmdline.append("--check")
+    if diff:
+        cmdline.append("--diff")
+    with tempfile.TemporaryDirectory(prefix="forge-runner-") as private_data_dir:
+        runner = ansible_runner.run(
+            private_data_dir=private_data_dir,
+            project_dir=str(REPO_ROOT),
+            playbook=str(REPO_ROOT / playbook),
+            inventory=str(inventory),
+            extravars=extravars or {},
+            tags=tags,
+            limit=limit,
+            verbosity=verbosity,
+            cmdline=" ".join(cmdline) or None,
+            envvars={
+                "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+                "ANSIBLE_FORCE_COLOR": "false",
+                "ANSIBLE_NOCOLOR": "true",
+                "PATH": os.environ["PATH"],
+                **(envvars or {}),
+            },
+            quiet=True,
+            suppress_env_files=True,
+        )
+        tasks = []
+        for event in runner.events:
+            status = _RESULT_EVENTS.get(event.get("event", ""))
+            if status is None:
+                continue
+            data = event["event_data"]
+            tasks.append(
+                TaskResult(
+                    host=data.get("host", ""),
+                    task=data.get("task", ""),
+                    action=data.get("task_action", ""),
+                    status=status,
+                    res=data.get("res") or {},
+                    ignore_errors=bool(data.get("ignore_errors")),
+                )
+            )
+        stats = _host_stats(runner.stats or {})
+        stdout = runner.stdout.read()
+    return PlaybookResult(rc=runner.rc, status=runner.status, stdout=stdout, tasks=tasks, stats=stats)
+
+
+def _host_stats(raw: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Turn ansible's {counter: {host: n}} into {host: {counter: n}} with every counter."""
+    counters = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+    hosts = {h for counter in counters for h in raw.get(counter, {})}
+    return {h: {c: raw.get(c, {}).get(h, 0) for c in counters} for h in hosts}
