@@ -1,10 +1,10 @@
 """forge-lab: bring up, show and remove lab VMs, and run site.yml against them.
 
-    lab/forge-lab up [--count N] [--gpu SCENARIO ...]   start N VMs (idempotent)
-    lab/forge-lab status                              show them
-    lab/forge-lab down                                remove them
-    lab/forge-lab site [ansible-playbook args]        up (2 VMs unless running) + site.yml
-    lab/forge-lab image [--rebuild]                   build the VM image if its recipe changed
+lab/forge-lab up [--count N] [--gpu SCENARIO ...]   start N VMs (idempotent)
+lab/forge-lab status                              show them
+lab/forge-lab down                                remove them
+lab/forge-lab site [ansible-playbook args]        up (2 VMs unless running) + site.yml
+lab/forge-lab image [--rebuild]                   build the VM image if its recipe changed
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             os.chdir(REPO_ROOT)
             command = [playbook, "-i", str(inventory), "site.yml", *args.playbook_args]
             print("forge-lab: " + " ".join(command), flush=True)
-            os.execv(playbook, command)
+            os.execv(playbook, command)  # noqa: S606 - argument list, no shell: hand over to ansible
     except LabError as error:
         print(f"forge-lab: {error}", file=sys.stderr)
         return 1

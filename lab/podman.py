@@ -77,6 +77,7 @@ def ensure_network(name: str) -> str:
 def run_systemd_container(
     name: str,
     image: str,
+    *,
     host_port: int,
     network: str,
     labels: dict[str, str],

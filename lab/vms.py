@@ -97,8 +97,8 @@ class Lab:
                 podman.run_systemd_container(
                     name,
                     image,
-                    port,
-                    NETWORK,
+                    host_port=port,
+                    network=NETWORK,
                     labels={LAB_LABEL: self.name, "forge-fleet.index": str(index)},
                     volumes=[],
                 )
@@ -159,9 +159,7 @@ class Lab:
         self.known_hosts_path.write_text("\n".join(lines) + "\n")
 
     def _write_inventory(self, hosts: dict[str, dict[str, object]], gateway: str) -> None:
-        ssh_args = (
-            f"-o UserKnownHostsFile={self.known_hosts_path} -o StrictHostKeyChecking=yes"
-        )
+        ssh_args = f"-o UserKnownHostsFile={self.known_hosts_path} -o StrictHostKeyChecking=yes"
         inventory = {
             "all": {
                 "children": {HOST_GROUP: {"hosts": hosts}},
@@ -223,7 +221,10 @@ def authorize_key(name: str, public_key: str) -> None:
 def set_gpu_scenario(name: str, scenario: str) -> None:
     """Choose what the VM's nvidia-smi double plays; ``none`` means no nvidia-smi at all."""
     if scenario == NO_GPU:
-        script = "rm -f /usr/bin/nvidia-smi; mkdir -p /etc/forge-lab; echo none > /etc/forge-lab/gpu-scenario"
+        script = (
+            "rm -f /usr/bin/nvidia-smi; mkdir -p /etc/forge-lab; "
+            "echo none > /etc/forge-lab/gpu-scenario"
+        )
     else:
         known = podman.exec_in(name, "ls", GPU_SCENARIO_DIR).split()
         if f"{scenario}.json" not in known:
@@ -248,10 +249,21 @@ def wait_for_ssh(name: str, port: int, known_hosts: Path) -> None:
         if _port_open(port):
             result = subprocess.run(
                 [
-                    "ssh", "-i", str(SSH_KEY), "-p", str(port),
-                    "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-                    "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                    f"{ADMIN_USER}@127.0.0.1", "true",
+                    "ssh",
+                    "-i",
+                    str(SSH_KEY),
+                    "-p",
+                    str(port),
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "ConnectTimeout=5",
+                    "-o",
+                    f"UserKnownHostsFile={known_hosts}",
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                    f"{ADMIN_USER}@127.0.0.1",
+                    "true",
                 ],
                 capture_output=True,
                 text=True,

@@ -28,7 +28,9 @@ class LabHandle:
 
 
 @contextmanager
-def lab_vms(name: str, count: int, base_port: int, gpu: list[str] | None = None) -> Iterator[LabHandle]:
+def lab_vms(
+    name: str, count: int, base_port: int, gpu: list[str] | None = None
+) -> Iterator[LabHandle]:
     """Bring up ``count`` fresh VMs for the duration of the block, then remove them.
 
     Set FORGE_TEST_KEEP_LAB=1 to keep them for inspection after a failing run.
@@ -37,7 +39,9 @@ def lab_vms(name: str, count: int, base_port: int, gpu: list[str] | None = None)
     lab.down()
     inventory = lab.up(count, gpu)
     try:
-        yield LabHandle(lab=lab, inventory=inventory, hosts=[lab.vm_name(i) for i in range(1, count + 1)])
+        yield LabHandle(
+            lab=lab, inventory=inventory, hosts=[lab.vm_name(i) for i in range(1, count + 1)]
+        )
     finally:
         if not os.environ.get("FORGE_TEST_KEEP_LAB"):
             lab.down()

@@ -1,9 +1,9 @@
 """Run a playbook through ansible-runner and expose per-task results and per-host stats.
 
-    result = run_playbook("site.yml", lab.inventory)
-    assert result.ok
-    assert result.stats["forge-test-1"]["changed"] == 0
-    assert result.task("Install the packages Forge needs", "forge-test-1").changed
+result = run_playbook("site.yml", lab.inventory)
+assert result.ok
+assert result.stats["forge-test-1"]["changed"] == 0
+assert result.task("Install the packages Forge needs", "forge-test-1").changed
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ class PlaybookResult:
 
     def task(self, name: str, host: str) -> TaskResult:
         """The result of the task whose name ends with ``name`` (role prefix optional)."""
-        matches = [t for t in self.for_host(host) if t.task == name or t.task.endswith(f" : {name}")]
+        matches = [
+            t for t in self.for_host(host) if t.task == name or t.task.endswith(f" : {name}")
+        ]
         if not matches:
             names = sorted({t.task for t in self.for_host(host)})
             raise KeyError(f"no task {name!r} ran on {host}; tasks were: {names}")
@@ -141,7 +143,9 @@ def run_playbook(
             )
         stats = _host_stats(runner.stats or {})
         stdout = runner.stdout.read()
-    return PlaybookResult(rc=runner.rc, status=runner.status, stdout=stdout, tasks=tasks, stats=stats)
+    return PlaybookResult(
+        rc=runner.rc, status=runner.status, stdout=stdout, tasks=tasks, stats=stats
+    )
 
 
 def _host_stats(raw: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:

@@ -1,0 +1,52 @@
+"""The base role's check mode and bad-input paths on fresh lab VMs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.harness.playbook import run_playbook
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+def _installed(lab, host: str, package: str) -> bool:
+    status = lab.exec(host, "dpkg-query", "-W", "-f=${Status}", package, check=False)
+    return status == "install ok installed"
+
+
+def test_check_mode_on_a_fresh_vm_reports_changes_and_changes_nothing(make_lab):
+    lab = make_lab()
+    host = lab.hosts[0]
+    result = run_playbook("playbooks/base.yml", lab.inventory, check=True)
+    assert result.ok, result.explain()
+    assert result.task("Install the packages Forge needs", host).changed
+    assert not _installed(lab, host, "git")
+    assert not _installed(lab, host, "libgoogle-perftools4")
+
+
+def test_unknown_package_fails_clearly_and_installs_nothing(make_lab):
+    lab = make_lab()
+    host = lab.hosts[0]
+    result = run_playbook(
+        "playbooks/base.yml",
+        lab.inventory,
+        extravars={"base_extra_packages": ["no-such-package-forge-fleet"]},
+    )
+    assert not result.ok
+    failure = result.task("Install the packages Forge needs", host)
+    assert failure.failed
+    assert "no-such-package-forge-fleet" in failure.msg
+    assert not _installed(lab, host, "git")
+
+
+def test_wrongly_typed_input_is_refused_before_any_change(make_lab):
+    lab = make_lab()
+    host = lab.hosts[0]
+    result = run_playbook(
+        "playbooks/base.yml", lab.inventory, extravars={"base_apt_cache_valid_time": "soon"}
+    )
+    assert not result.ok
+    failure = result.failures()[0]
+    assert "base_apt_cache_valid_time" in failure.msg
+    assert result.changed_tasks(host) == []
+    assert not _installed(lab, host, "git")

@@ -1,0 +1,153 @@
+"""The lab itself: VMs shaped like Azure ML compute instances, idempotent tooling."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from lab import image, podman
+from lab.paths import SSH_KEY
+
+pytestmark = pytest.mark.lab
+
+
+def _ssh(lab, host: str, *options: str, user: str = "azureuser") -> subprocess.CompletedProcess:
+    inventory = yaml.safe_load(lab.inventory.read_text())
+    port = inventory["all"]["children"]["forge_servers"]["hosts"][host]["ansible_port"]
+    return subprocess.run(
+        [
+            "ssh",
+            "-p",
+            str(port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            f"UserKnownHostsFile={lab.lab.known_hosts_path}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            *options,
+            f"{user}@127.0.0.1",
+            "id -un; sudo -n true && echo sudo-ok",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_vm_accepts_the_lab_key_as_azureuser_with_passwordless_sudo(lab):
+    result = _ssh(lab, lab.hosts[0], "-i", str(SSH_KEY))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["azureuser", "sudo-ok"]
+
+
+def test_vm_refuses_password_authentication(lab):
+    result = _ssh(
+        lab,
+        lab.hosts[0],
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+    )
+    assert result.returncode == 255
+    assert "Permission denied (publickey)" in result.stderr
+
+
+def test_vm_refuses_root_login(lab):
+    result = _ssh(lab, lab.hosts[0], "-i", str(SSH_KEY), user="root")
+    assert result.returncode == 255
+    assert "Permission denied" in result.stderr
+
+
+def test_sshd_listens_on_port_50000_inside_the_vm(lab):
+    listening = lab.exec(lab.hosts[0], "ss", "-ltnH")
+    assert ":50000 " in listening
+
+
+def test_each_vm_has_its_own_host_key_and_known_hosts_pins_it(lab):
+    keys = [lab.exec(h, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[1] for h in lab.hosts]
+    assert len(set(keys)) == len(lab.hosts)
+    known = lab.lab.known_hosts_path.read_text()
+    for key in keys:
+        assert key in known
+
+
+def test_a_changed_host_key_is_refused(lab):
+    host = lab.hosts[1]
+    lab.exec(host, "sh", "-c", "rm /etc/ssh/ssh_host_* && ssh-keygen -A && systemctl restart ssh")
+    try:
+        result = _ssh(lab, host, "-i", str(SSH_KEY))
+        assert result.returncode == 255
+        assert "Host key verification failed" in result.stderr
+    finally:
+        lab.lab.up(len(lab.hosts))  # re-pins the new key
+
+
+def test_vm_runs_systemd_cron_and_journald(lab):
+    for unit in ("cron", "systemd-journald", "ssh"):
+        assert lab.exec(lab.hosts[0], "systemctl", "is-active", unit).strip() == "active"
+
+
+def test_up_again_keeps_the_running_vms(lab):
+    before = {c.name: c.image_id for c in lab.lab.containers()}
+    ids = podman.podman(
+        "ps", "--filter", f"label=forge-fleet.lab={lab.lab.name}", "--format", "{{.ID}}"
+    )
+    lab.lab.up(len(lab.hosts))
+    after_ids = podman.podman(
+        "ps", "--filter", f"label=forge-fleet.lab={lab.lab.name}", "--format", "{{.ID}}"
+    )
+    assert sorted(ids.split()) == sorted(after_ids.split())
+    assert {c.name: c.image_id for c in lab.lab.containers()} == before
+
+
+def test_inventory_points_at_loopback_with_azure_ml_connection_settings(lab):
+    inventory = yaml.safe_load(lab.inventory.read_text())
+    hosts = inventory["all"]["children"]["forge_servers"]["hosts"]
+    assert sorted(hosts) == lab.hosts
+    for host in hosts.values():
+        assert host["ansible_host"] == "127.0.0.1"
+        assert host["ansible_user"] == "azureuser"
+    assert "StrictHostKeyChecking=yes" in inventory["all"]["vars"]["ansible_ssh_common_args"]
+
+
+def test_gpu_scenario_none_removes_nvidia_smi(make_lab):
+    small = make_lab(count=1, gpu=["none"])
+    host = small.hosts[0]
+    assert (
+        small.exec(host, "sh", "-c", "command -v nvidia-smi || echo missing").strip() == "missing"
+    )
+    small.set_gpu(host, "t4")
+    assert "Tesla T4" in small.exec(host, "nvidia-smi", "-L")
+
+
+def test_down_removes_vms_and_inventory(make_lab):
+    small = make_lab(count=1)
+    removed = small.lab.down()
+    assert removed == small.hosts
+    assert not small.inventory.exists()
+    assert small.lab.containers() == []
+
+
+def test_image_hash_follows_the_recipe(monkeypatch, tmp_path):
+    recipe = tmp_path / "image"
+    recipe.mkdir()
+    (recipe / "build.sh").write_text("echo one\n")
+    monkeypatch.setattr(image, "RECIPE_DIRS", (recipe,))
+    monkeypatch.setattr(image, "REPO_ROOT", tmp_path)
+    first = image.recipe_hash()
+    assert image.recipe_hash() == first
+    (recipe / "build.sh").write_text("echo two\n")
+    assert image.recipe_hash() != first
+
+
+def test_current_image_is_reused_without_a_rebuild(capsys):
+    ref = image.ensure_image()
+    capsys.readouterr()
+    assert image.ensure_image() == ref
+    assert "building image" not in capsys.readouterr().out
