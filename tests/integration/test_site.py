@@ -46,6 +46,6 @@ def test_site_repairs_a_removed_package_and_changes_nothing_else(lab, converged)
     lab.exec(host, "apt-get", "remove", "-y", "-qq", "curl")
     repaired = run_playbook("site.yml", lab.inventory)
     assert repaired.ok, repaired.explain()
-    assert repaired.changed_tasks(host) == ["base : Install the packages Forge needs"]
+    assert repaired.changed_tasks(host) == ["Install the packages Forge needs"]
     assert repaired.stats[lab.hosts[0]]["changed"] == 0
     assert lab.exec(host, "dpkg-query", "-W", "-f=${Status}", "curl") == "install ok installed"
