@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
@@ -11,8 +12,26 @@ import pytest
 
 from tests.harness.lab import LabHandle, lab_vms
 
-# Test labs live on ports 51001+ so they never collide with the operator's lab (50001+).
-_port_blocks = itertools.count(51000, 20)
+# Test labs live on ports 51001+ so they never collide with the operator's lab (50001+);
+# each lab takes the first block of free ports, so concurrent test runs do not collide.
+_FIRST_TEST_PORT = 51001
+_BLOCK = 10
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port_block(count: int) -> int:
+    for base in range(_FIRST_TEST_PORT, 52000, _BLOCK):
+        if all(_port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free block of test ports between 51001 and 52000")
 
 
 def _lab_name(request: pytest.FixtureRequest) -> str:
@@ -23,7 +42,7 @@ def _lab_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest) -> Iterator[LabHandle]:
     """Two fresh lab VMs shared by the tests of one module."""
-    with lab_vms(_lab_name(request), 2, next(_port_blocks) + 1) as handle:
+    with lab_vms(_lab_name(request), 2, _free_port_block(2)) as handle:
         yield handle
 
 
@@ -35,6 +54,6 @@ def make_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., LabHandle
 
         def factory(count: int = 1, gpu: list[str] | None = None) -> LabHandle:
             name = f"{_lab_name(request)[:24]}-{next(made)}"
-            return stack.enter_context(lab_vms(name, count, next(_port_blocks) + 1, gpu))
+            return stack.enter_context(lab_vms(name, count, _free_port_block(count), gpu))
 
         yield factory
