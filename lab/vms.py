@@ -18,6 +18,7 @@ import yaml
 from . import podman
 from .image import ensure_image
 from .paths import SSH_KEY, lab_dir
+from .tls import ensure_ca
 
 LAB_LABEL = "forge-fleet.lab"
 NETWORK = "forge-lab"
@@ -104,6 +105,7 @@ class Lab:
                 )
             wait_for_boot(name)
             authorize_key(name, public_key)
+            trust_lab_ca(name)
             if gpu_scenarios:
                 scenario = gpu_scenarios[min(index, len(gpu_scenarios)) - 1]
             else:
@@ -167,6 +169,7 @@ class Lab:
                     "ansible_ssh_common_args": ssh_args,
                     "lab_name": self.name,
                     "lab_network_gateway": gateway,
+                    "lab_ca_cert": str(ensure_ca()),
                     **self.vars,
                 },
             }
@@ -215,6 +218,18 @@ def authorize_key(name: str, public_key: str) -> None:
         "-c",
         f"cat > {path} && chown {ADMIN_USER}:{ADMIN_USER} {path} && chmod 0600 {path}",
         input_text=public_key + "\n",
+    )
+
+
+def trust_lab_ca(name: str) -> None:
+    """Let the VM trust the lab CA, as a real VM trusts the public CAs of the real services."""
+    podman.exec_in(
+        name,
+        "sh",
+        "-c",
+        "cat > /usr/local/share/ca-certificates/forge-lab-ca.crt"
+        " && update-ca-certificates >/dev/null",
+        input_text=ensure_ca().read_text(),
     )
 
 

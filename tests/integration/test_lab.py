@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
 
 from lab import image, podman
 from lab.paths import SSH_KEY
+from lab.tls import issue_server_cert
 
 pytestmark = pytest.mark.lab
 
@@ -151,3 +155,32 @@ def test_current_image_is_reused_without_a_rebuild(capsys):
     capsys.readouterr()
     assert image.ensure_image() == ref
     assert "building image" not in capsys.readouterr().out
+
+
+def test_vm_trusts_the_lab_ca_for_https_stand_ins(lab, tmp_path):
+    gateway = yaml.safe_load(lab.inventory.read_text())["all"]["vars"]["lab_network_gateway"]
+    cert, key = issue_server_cert([gateway], tmp_path)
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello over tls")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((gateway, 0), Hello)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"https://{gateway}:{server.server_address[1]}/"
+        script = (
+            "import urllib.request; "
+            f"print(urllib.request.urlopen('{url}', timeout=5).read().decode())"
+        )
+        assert lab.exec(lab.hosts[0], "python3", "-c", script).strip() == "hello over tls"
+    finally:
+        server.shutdown()
