@@ -73,7 +73,9 @@ def _family_text(item: dict[str, Any]) -> str:
 
 def _weights_evidence(item: dict[str, Any]) -> str:
     details = item["details"]
-    for key in ("evidence", "context_dim", "hidden_width", "latent_channels", "text_encoder"):
+    if details.get("evidence"):
+        return str(details["evidence"])
+    for key in ("context_dim", "hidden_width", "latent_channels", "text_encoder"):
         if details.get(key) is not None:
             return f"{key}={details[key]}"
     return f"role={item['role']}"

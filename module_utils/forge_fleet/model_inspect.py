@@ -164,12 +164,12 @@ def _flux_family(keys: dict[str, Any], prefix: str, details: dict[str, Any]) -> 
         if variant:
             details["variant"] = variant
     if f"{prefix}guidance_in.in_layer.weight" in keys:
-        details["evidence"] = f"{prefix}guidance_in.in_layer.weight present"
+        details["evidence"] = f"{prefix}guidance_in.in_layer.weight present (Flux.1 Dev)"
         return "flux_dev"
     if any(k.startswith(f"{prefix}distilled_guidance_layer.") for k in keys):
         details["variant"] = "chroma"
         return "unknown"
-    details["evidence"] = "no guidance_in tensors"
+    details["evidence"] = "no guidance_in tensors (Flux.1 Schnell)"
     return "flux_schnell"
 
 
@@ -284,8 +284,9 @@ def _lora_family(header: Header, details: dict[str, Any]) -> tuple[str, tuple[st
         or ("single_transformer_blocks" in joined)
     ):
         details["architecture"] = "flux"
-        if "guidance_in" in joined or "guidance_embedder" in joined:
-            details["evidence"] = "touches guidance_in (Dev only)"
+        guidance = next((k for k in keys if "guidance_in" in k or "guidance_embedder" in k), None)
+        if guidance:
+            details["evidence"] = f"{guidance} (guidance_in exists only in Flux.1 Dev)"
             return "flux_dev", ("flux_dev",)
         return "unknown", FLUX
     if "joint_blocks" in joined or ("lora_te3" in joined and "lora_unet_" in joined):

@@ -1,0 +1,114 @@
+#!/usr/bin/python
+"""Ansible module: assert that a set of model files fits together (read-only)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: model_compat
+short_description: Fail with every reason a set of model files does not fit together
+description:
+  - Checks a Forge models tree (O(forge_dir)) or a list of files with what a catalog declares
+    them to be (O(files)). Fails listing every finding at once; each names the file, the
+    evidence (tensor key, shape or metadata) and what to do.
+  - Rules - every LoRA, embedding and ControlNet fits the family of a model present (SD1 vs
+    SD2 vs SDXL by context width, Flux Dev vs Schnell by weights or metadata); every VAE fits
+    a model present (latent channels); a Flux or SD3 diffusion-model-only file has its VAE and
+    text encoders; declared kinds and families agree with the weights; integrity problems
+    and pickle files fail the set.
+  - Read-only; behaves the same in check mode.
+options:
+  forge_dir:
+    description:
+      - A Forge checkout (or its C(models/) folder). Files are declared to be what their
+        folder holds (C(models/Lora) holds LoRAs, ...).
+      - Mutually exclusive with O(files).
+    type: path
+  files:
+    description: Files to check together, each with what the catalog declares it to be.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: File on the target.
+        type: path
+        required: true
+      kind:
+        description: Declared kind (checkpoint, diffusion_model, vae, text_encoder, lora, ...).
+        type: str
+      family:
+        description: Declared family (sd1, sdxl, flux_dev, ...), e.g. from CivitAI's baseModel.
+        type: str
+  allow_pickle:
+    description: Accept pickle checkpoints whose opcode scan is clean (default refuses them).
+    type: bool
+    default: false
+author: Forge Fleet
+"""
+
+EXAMPLES = r"""
+- name: Check that the models fit together before the webui starts
+  model_compat:
+    forge_dir: /home/azureuser/stable-diffusion-webui-forge
+"""
+
+RETURN = r"""
+findings:
+  description: Every finding (code, paths, message, evidence, action); empty when compatible.
+  type: list
+  elements: dict
+  returned: always
+files:
+  description: The inspection of every file checked (see M(model_inspect)).
+  type: list
+  elements: dict
+  returned: always
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.forge_fleet.model_compat import NotAModelsTree, check_set, check_tree
+from ansible.module_utils.forge_fleet.model_inspect import inspect_paths
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "forge_dir": {"type": "path"},
+            "files": {
+                "type": "list",
+                "elements": "dict",
+                "options": {
+                    "path": {"type": "path", "required": True},
+                    "kind": {"type": "str"},
+                    "family": {"type": "str"},
+                },
+            },
+            "allow_pickle": {"type": "bool", "default": False},
+        },
+        mutually_exclusive=[("forge_dir", "files")],
+        required_one_of=[("forge_dir", "files")],
+        supports_check_mode=True,
+    )
+    allow_pickle = module.params["allow_pickle"]
+    if module.params["forge_dir"]:
+        try:
+            files, findings = check_tree(module.params["forge_dir"], allow_pickle)
+        except NotAModelsTree as error:
+            module.fail_json(msg=str(error), findings=[], files=[])
+    else:
+        wanted = module.params["files"]
+        files = inspect_paths([f["path"] for f in wanted])
+        declared = {f["path"]: {**f, "source": "the catalog"} for f in wanted}
+        findings = check_set(files, declared, allow_pickle)
+    if findings:
+        lines = [f"{f['message']} [{f['evidence']}] -> {f['action']}" for f in findings]
+        module.fail_json(
+            msg=f"{len(findings)} model problem(s): " + " | ".join(lines),
+            findings=findings,
+            files=files,
+        )
+    module.exit_json(changed=False, findings=[], files=files)
+
+
+if __name__ == "__main__":
+    main()
