@@ -1,0 +1,65 @@
+"""model_inspect and model_compat run for real through ansible-playbook on localhost."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.fixtures import models as m
+from tests.harness.playbook import run_playbook
+
+
+def play(tmp_path: Path, tasks: list[dict], check: bool = False) -> tuple[int, list[dict]]:
+    """Run tasks on localhost through ansible-runner; the exit code and each task's result."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}])
+    )
+    inventory = tmp_path / "hosts"
+    inventory.write_text(
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    result = run_playbook(str(playbook), inventory, check=check)
+    return result.rc, [{**t.res, "status": t.status} for t in result.tasks]
+
+
+def test_model_inspect_reports_files_and_changes_nothing_in_check_mode(tmp_path):
+    m.write_model(tmp_path / "ae.safetensors", m.flux_vae())
+    m.write_model(tmp_path / "cut.safetensors", m.clip_l(), missing_bytes=5)
+    rc, [result] = play(tmp_path, [{"model_inspect": {"paths": [str(tmp_path)]}}], check=True)
+    assert rc == 0
+    assert result["changed"] is False
+    assert result["problems"] == 1
+    assert [(f["role"], f["integrity"] == "ok") for f in result["files"]] == [
+        ("vae", True),
+        ("text_encoder", False),
+    ]
+
+
+def test_model_compat_fails_with_every_finding(tmp_path):
+    for folder in ("Stable-diffusion", "Lora", "VAE"):
+        (tmp_path / "models" / folder).mkdir(parents=True)
+    m.write_model(
+        tmp_path / "models/Stable-diffusion/schnell.safetensors", m.flux_schnell_diffusion_model()
+    )
+    m.write_model(tmp_path / "models/Lora/dev.safetensors", m.kohya_lora("flux", guidance=True))
+    rc, [result] = play(tmp_path, [{"model_compat": {"forge_dir": str(tmp_path)}}])
+    assert rc == 2
+    assert result["status"] == "failed"
+    assert sorted(f["code"] for f in result["findings"]) == ["missing_parts", "no_matching_model"]
+    assert result["msg"].startswith("2 model problem(s): ")
+
+
+def test_model_compat_checks_catalog_declarations(tmp_path):
+    ckpt = m.write_model(tmp_path / "xl.safetensors", m.sdxl_checkpoint())
+    lora = m.write_model(tmp_path / "l.safetensors", m.kohya_lora("sdxl"))
+    files = [
+        {"path": str(ckpt), "kind": "checkpoint"},
+        {"path": str(lora), "kind": "lora", "family": "sdxl"},
+    ]
+    rc, [result] = play(tmp_path, [{"model_compat": {"files": files}}])
+    assert rc == 0
+    assert result["findings"] == []
+    assert [f["family"] for f in result["files"]] == ["sdxl", "sdxl"]
