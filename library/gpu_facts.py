@@ -1,0 +1,146 @@
+#!/usr/bin/python
+"""Ansible module: read the GPUs, driver and CUDA from nvidia-smi and judge the host."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: gpu_facts
+short_description: Report NVIDIA GPUs, driver and CUDA and whether the host can run Forge
+description:
+  - Runs C(nvidia-smi) on the target (query CSV, then C(-q) for the CUDA version) with a
+    timeout. A missing C(nvidia-smi), a driver that is not loaded or a failing
+    C(nvidia-smi) are reported as a verdict with advice, never as a module crash.
+  - Judges the host - the driver against the torch CUDA build, GPU memory against the model
+    families, free disk against a minimum - and returns C(verdict) ok, warn or fail with every
+    problem spelled out. It never fails itself, so a fleet-wide table can show every host.
+  - Read-only; behaves the same in check mode.
+options:
+  host:
+    description: How messages name the host (pass C(inventory_hostname)).
+    type: str
+    default: this host
+  torch_cuda:
+    description: The torch CUDA build Forge will install (Forge's default is C(cu121)).
+    type: str
+    default: cu121
+  model_families:
+    description: Families of the models the host will serve (sd1, sdxl, flux_dev, ...).
+    type: list
+    elements: str
+    default: []
+  vram_gib:
+    description: Overrides of the GiB of GPU memory each family needs.
+    type: dict
+    default: {}
+  vram_shortfall:
+    description: Whether too little GPU memory fails the host or only warns.
+    type: str
+    choices: [fail, warn]
+    default: fail
+  free_disk_bytes:
+    description: Free bytes where Forge lives (from M(path_free_space)); omitted skips the check.
+    type: int
+  min_free_disk_gb:
+    description: GiB that must be free where Forge lives.
+    type: float
+    default: 50
+  timeout:
+    description: Seconds each nvidia-smi call may take.
+    type: int
+    default: 30
+author: Forge Fleet
+"""
+
+EXAMPLES = r"""
+- name: Check GPU, driver and CUDA
+  gpu_facts:
+    model_families: [flux_dev]
+    free_disk_bytes: "{{ disk.free_bytes }}"
+  register: gpu
+"""
+
+RETURN = r"""
+gpu:
+  description: >-
+    count, name, names, memory_mib, compute_capability, driver_version, cuda_version and
+    problem (null, no_nvidia_smi, driver_not_loaded, nvidia_smi_failed, no_gpu).
+  type: dict
+  returned: always
+verdict:
+  description: ok, warn or fail.
+  type: str
+  returned: always
+problems:
+  description: What fails the host, each with what to do.
+  type: list
+  elements: str
+  returned: always
+notices:
+  description: >-
+    What the operator should know but does not fail the host (not named C(warnings), which
+    Ansible reserves).
+  type: list
+  elements: str
+  returned: always
+torch_cuda_supported:
+  description: The newest torch CUDA build the driver can run (null without a working driver).
+  type: str
+  returned: always
+"""
+
+import subprocess
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.forge_fleet.nvidia_gpu import probe, summary, verdict
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "host": {"type": "str", "default": "this host"},
+            "torch_cuda": {"type": "str", "default": "cu121"},
+            "model_families": {"type": "list", "elements": "str", "default": []},
+            "vram_gib": {"type": "dict", "default": {}},
+            "vram_shortfall": {"type": "str", "choices": ["fail", "warn"], "default": "fail"},
+            "free_disk_bytes": {"type": "int"},
+            "min_free_disk_gb": {"type": "float", "default": 50},
+            "timeout": {"type": "int", "default": 30},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    binary = module.get_bin_path("nvidia-smi")
+
+    def run(argv):
+        if binary is None:
+            return None
+        try:
+            done = subprocess.run(
+                [binary, *argv[1:]],
+                capture_output=True,
+                text=True,
+                timeout=params["timeout"],
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return (124, "", f"nvidia-smi did not answer within {params['timeout']}s")
+        return (done.returncode, done.stdout, done.stderr)
+
+    found = probe(run)
+    judged = verdict(
+        params["host"],
+        found,
+        torch_cuda=params["torch_cuda"],
+        families=params["model_families"],
+        free_disk_bytes=params["free_disk_bytes"],
+        min_free_disk_gb=params["min_free_disk_gb"],
+        vram_shortfall=params["vram_shortfall"],
+        vram_table=params["vram_gib"],
+    )
+    judged["notices"] = judged.pop("warnings")
+    module.exit_json(changed=False, gpu=summary(found), **judged)
+
+
+if __name__ == "__main__":
+    main()
