@@ -1,0 +1,136 @@
+"""The preflight playbook on lab VMs whose nvidia-smi double plays each GPU scenario."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from tests.harness.playbook import run_playbook
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+def preflight(lab, tmp_path, **extravars):
+    result = run_playbook(
+        "playbooks/preflight.yml",
+        lab.inventory,
+        extravars={"preflight_report_dir": str(tmp_path), **extravars},
+    )
+    return result, lab.hosts
+
+
+def gpu_fact(result, host):
+    return result.task("Export the preflight facts for later roles", host).res["ansible_facts"][
+        "preflight_gpu"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        ("t4", ("Tesla T4", 1, 15360, "535.183.01", "12.2")),
+        ("a100", ("NVIDIA A100 80GB PCIe", 1, 81920, "535.183.01", "12.2")),
+        ("h100", ("NVIDIA H100 NVL", 1, 95830, "550.127.05", "12.4")),
+        ("two-t4", ("Tesla T4", 2, 15360, "535.183.01", "12.2")),
+    ],
+)
+def test_healthy_gpus_pass_and_export_their_facts(lab, tmp_path, scenario, expected):
+    host = lab.hosts[0]
+    lab.set_gpu(host, scenario)
+    result, _ = preflight(lab, tmp_path, preflight_model_families=["flux_dev"])
+    fact = gpu_fact(result, host)
+    keys = ("name", "count", "memory_mib", "driver_version", "cuda_version")
+    assert tuple(fact[k] for k in keys) == expected
+    assert fact["verdict"] == "ok"
+    assert not result.task("Check that the host can run Forge", host).failed
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        ("none", "nvidia-smi not found"),
+        ("not-loaded", "the NVIDIA driver is installed but not loaded"),
+        ("old-470", "Driver 470.256.02 on {host} is too old for torch built for CUDA 12.1"),
+    ],
+)
+def test_unusable_gpu_fails_the_host_with_advice(lab, tmp_path, scenario, expected):
+    host = lab.hosts[1]
+    lab.set_gpu(host, scenario)
+    result, _ = preflight(lab, tmp_path)
+    failure = result.task("Check that the host can run Forge", host)
+    assert failure.failed
+    assert expected.format(host=host) in failure.msg
+    assert result.stats[lab.hosts[0]]["failures"] == 0
+
+
+def test_fleet_table_lists_every_host_even_when_one_fails(lab, tmp_path):
+    lab.set_gpu(lab.hosts[0], "a100")
+    lab.set_gpu(lab.hosts[1], "none")
+    result, hosts = preflight(lab, tmp_path)
+    table = (tmp_path / "preflight.txt").read_text().splitlines()
+    assert table[0].split() == ["HOST", "GPU", "VRAM", "DRIVER", "CUDA", "DISK", "FREE", "VERDICT"]
+    first, second = table[1].split(), table[2].split()
+    assert first[0] == hosts[0] and "A100" in table[1] and "80 GiB" in table[1]
+    assert first[-1] == "OK"
+    assert second[0] == hosts[1] and second[-1] == "FAIL"
+    assert f"{hosts[1]}: FAIL: GPU check failed on {hosts[1]}: nvidia-smi not found" in table[4]
+    rows = list(csv.DictReader((tmp_path / "preflight.csv").open()))
+    assert [(r["host"], r["verdict"]) for r in rows] == [(hosts[0], "ok"), (hosts[1], "fail")]
+    assert rows[0]["vram_mib"] == "81920"
+    shown = result.task("Show the fleet table", hosts[0]).res["msg"]
+    assert shown[: len(table)] == table[: len(shown)]
+
+
+def test_not_enough_vram_for_the_catalog_fails_or_warns(lab, tmp_path):
+    host = lab.hosts[0]
+    lab.set_gpu(host, "t4")
+    lab.set_gpu(lab.hosts[1], "t4")
+    big = {"preflight_model_families": ["flux_dev"], "preflight_vram_gib": {"flux_dev": 24}}
+    failed, _ = preflight(lab, tmp_path, **big)
+    assert (
+        "the catalog's flux_dev models need about 24 GiB"
+        in failed.task("Check that the host can run Forge", host).msg
+    )
+    warned, _ = preflight(lab, tmp_path, preflight_vram_shortfall="warn", **big)
+    assert warned.ok, warned.explain()
+    assert gpu_fact(warned, host)["verdict"] == "warn"
+
+
+def test_not_enough_disk_fails_with_the_numbers(lab, tmp_path):
+    lab.set_gpu(lab.hosts[0], "t4")
+    result, _ = preflight(lab, tmp_path, preflight_min_free_disk_gb=1000000)
+    assert (
+        "at least 1e+06 GiB is needed"
+        in result.task("Check that the host can run Forge", lab.hosts[0]).msg
+    )
+
+
+def test_check_mode_and_reruns_change_nothing(lab, tmp_path):
+    for host in lab.hosts:
+        lab.set_gpu(host, "t4")
+    for check in (True, False, False):
+        result = run_playbook(
+            "playbooks/preflight.yml",
+            lab.inventory,
+            check=check,
+            extravars={"preflight_report_dir": str(tmp_path)},
+        )
+        assert result.ok, result.explain()
+        assert all(result.stats[h]["changed"] == 0 for h in lab.hosts)
+    assert (tmp_path / "preflight.txt").exists()
+
+
+def test_site_runs_preflight_first(lab, tmp_path):
+    result = run_playbook(
+        "site.yml",
+        lab.inventory,
+        check=True,
+        limit=lab.hosts[0],
+        extravars={"preflight_report_dir": str(tmp_path)},
+    )
+    tasks = [t.task for t in result.tasks if not t.task.startswith("Validating arguments")]
+    assert tasks[:2] == [
+        "Measure free disk space where Forge will live",
+        "Read the GPUs, driver and CUDA version",
+    ]
