@@ -1,0 +1,935 @@
+"""Verified, resumable, parallel model downloads from Hugging Face, CivitAI and HTTPS URLs.
+
+Standard library only; runs on the VM inside the model_download module. The flow for a
+catalog (entries from ``catalog.normalize_catalog``):
+
+    plan = make_plan(entries, forge_dir, settings)   # resolve, compare with the manifest
+    check_disk(plan, forge_dir)                        # fail before any byte moves
+    results = execute(plan, forge_dir, settings)       # download / verify / repair
+
+Guarantees: bytes go to ``<file>.partial`` and are hashed while they stream; a file reaches
+its final name only after its size and sha256 match (atomic rename); an interrupted download
+resumes with Range; credentials are sent only to the host they belong to, never follow a
+redirect to another host, never appear in a URL, an error, the manifest or the progress file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import queue
+import ssl
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .catalog import CIVITAI_TYPE_KINDS, KIND_DIRS, find_duplicate_destinations
+
+MANIFEST = "models/.forge-fleet-manifest.json"
+USER_AGENT = "forge-fleet/0.1 (+model_download)"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+MODEL_REFUSED_TYPES = ("text/html", "application/json")
+
+
+class DownloadError(Exception):
+    """A download cannot be done; the message names the entry and what to do."""
+
+
+class Settings:
+    def __init__(self, **options: Any) -> None:
+        self.hf_endpoint = options.get("hf_endpoint") or "https://huggingface.co"
+        self.civitai_endpoint = options.get("civitai_endpoint") or "https://civitai.com"
+        self.hf_token = options.get("hf_token") or None
+        self.civitai_key = options.get("civitai_key") or None
+        self.connections = max(1, int(options.get("connections", 4)))
+        self.parallel_files = max(1, int(options.get("parallel_files", 2)))
+        self.segment_bytes = int(options.get("segment_bytes", 8 * 1024 * 1024))
+        self.min_split_bytes = int(options.get("min_split_bytes", 64 * 1024 * 1024))
+        self.retries = int(options.get("retries", 5))
+        self.backoff = float(options.get("backoff", 1.0))
+        self.max_backoff = float(options.get("max_backoff", 60.0))
+        self.timeout = float(options.get("timeout", 60.0))
+        self.ca_file = options.get("ca_file") or None
+        self.progress_file = options.get("progress_file") or None
+        self.progress_interval = float(options.get("progress_interval", 2.0))
+        self.verify = bool(options.get("verify", False))
+        self.buffer_bytes = 1024 * 1024
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+class Response:
+    """An open HTTP response and the connection it came on."""
+
+    def __init__(
+        self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, url: str
+    ) -> None:
+        self.conn = conn
+        self.resp = resp
+        self.url = url
+        self.status = resp.status
+
+    def header(self, name: str) -> str | None:
+        return self.resp.getheader(name)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _connect(url: str, settings: Settings) -> http.client.HTTPConnection:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=settings.timeout, context=settings.ssl_context()
+        )
+    if parts.scheme == "http":
+        return http.client.HTTPConnection(parts.hostname, parts.port, timeout=settings.timeout)
+    raise DownloadError(f"unsupported URL scheme {parts.scheme!r}")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.hostname or "", parts.port
+
+
+def public_url(url: str) -> str:
+    """A URL fit for messages: no query string (pre-signed URLs carry signatures there)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def request(
+    method: str,
+    url: str,
+    settings: Settings,
+    *,
+    headers: dict[str, str] | None = None,
+    auth: str | None = None,
+    follow: bool = True,
+) -> Response:
+    """One request; redirects are followed by hand so the Authorization header is sent only
+    to the origin it was meant for and never to a CDN or storage host."""
+    auth_origin = _origin(url)
+    for _ in range(6):
+        conn = _connect(url, settings)
+        parts = urllib.parse.urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        sent = {"User-Agent": USER_AGENT, **(headers or {})}
+        if auth and _origin(url) == auth_origin:
+            sent["Authorization"] = f"Bearer {auth}"
+        try:
+            conn.request(method, target or "/", headers=sent)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            raise
+        if follow and resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+            location = urllib.parse.urljoin(url, resp.getheader("Location"))
+            resp.read()
+            conn.close()
+            url = location
+            continue
+        return Response(conn, resp, url)
+    raise DownloadError(f"too many redirects from {public_url(url)}")
+
+
+def _retry_delay(settings: Settings, attempt: int, retry_after: str | None) -> float:
+    if retry_after and retry_after.strip().isdigit():
+        return min(float(retry_after), settings.max_backoff)
+    return min(settings.backoff * (2**attempt), settings.max_backoff)
+
+
+def _with_retries(label: str, settings: Settings, action):
+    """Run ``action()``; retry dropped connections, 429 and 5xx with backoff."""
+    last = ""
+    for attempt in range(settings.retries + 1):
+        try:
+            return action()
+        except _Retryable as error:
+            last = str(error)
+            if attempt < settings.retries:
+                time.sleep(_retry_delay(settings, attempt, error.retry_after))
+        except (OSError, http.client.HTTPException) as error:
+            last = f"connection problem: {type(error).__name__}: {error}"
+            if attempt < settings.retries:
+                time.sleep(_retry_delay(settings, attempt, None))
+    raise DownloadError(f"{label}: gave up after {settings.retries + 1} attempts: {last}")
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _get_json(url: str, settings: Settings, label: str, auth: str | None) -> Any:
+    def action():
+        resp = request("GET", url, settings, auth=auth, headers={"Accept": "application/json"})
+        try:
+            body = resp.resp.read()
+        finally:
+            resp.close()
+        if resp.status in RETRY_STATUSES:
+            raise _Retryable(
+                f"HTTP {resp.status} from {public_url(url)}", resp.header("Retry-After")
+            )
+        if resp.status in (401, 403):
+            raise DownloadError(
+                f"{label}: CivitAI refused the request (HTTP {resp.status}); set a CivitAI API key "
+                "(models_civitai_api_key) whose account can download this model"
+            )
+        if resp.status == 404:
+            raise DownloadError(
+                f"{label}: CivitAI has no such model or version ({public_url(url)})"
+            )
+        if resp.status != 200:
+            raise DownloadError(f"{label}: HTTP {resp.status} from {public_url(url)}")
+        try:
+            return json.loads(body.decode("utf-8"))
+        except ValueError:
+            raise DownloadError(f"{label}: {public_url(url)} did not answer JSON") from None
+
+    return _with_retries(label, settings, action)
+
+
+# -- resolving catalog entries -------------------------------------------------------------
+
+
+def _hf_resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    repo, path, revision = entry["repo"], entry["file"], entry.get("revision", "main")
+    url = (
+        f"{settings.hf_endpoint.rstrip('/')}/{repo}/resolve/"
+        f"{urllib.parse.quote(revision, safe='')}/{urllib.parse.quote(path)}"
+    )
+    label = entry["label"]
+
+    def action():
+        resp = request("HEAD", url, settings, auth=settings.hf_token, follow=False)
+        resp.resp.read()
+        resp.close()
+        if resp.status in RETRY_STATUSES:
+            raise _Retryable(f"HTTP {resp.status} from Hugging Face", resp.header("Retry-After"))
+        return resp
+
+    resp = _with_retries(label, settings, action)
+    code = resp.header("X-Error-Code") or ""
+    if resp.status in (401, 403):
+        if code == "GatedRepo" or resp.status == 403:
+            who = (
+                "this token's account"
+                if settings.hf_token
+                else "an account (and set models_huggingface_token)"
+            )
+            raise DownloadError(
+                f"{label}: {repo} is a gated repository (HTTP {resp.status}); request access "
+                f"on its Hugging Face page for {who}, then re-run"
+            )
+        raise DownloadError(
+            f"{label}: Hugging Face answered HTTP 401 for {repo}; set models_huggingface_token"
+        )
+    if resp.status == 404:
+        what = "repository" if code == "RepoNotFound" else "file or revision"
+        raise DownloadError(
+            f"{label}: Hugging Face has no such {what}: {repo}, revision {revision}, file {path}"
+            + (f" ({code})" if code else "")
+        )
+    if resp.status not in (200, 301, 302, 303, 307, 308):
+        raise DownloadError(f"{label}: HTTP {resp.status} from Hugging Face for {repo}/{path}")
+    etag = (resp.header("X-Linked-Etag") or resp.header("ETag") or "").strip('"').replace("W/", "")
+    size = resp.header("X-Linked-Size") or resp.header("Content-Length")
+    location = resp.header("Location")
+    return {
+        "url": urllib.parse.urljoin(url, location) if location else url,
+        "auth": None if location else settings.hf_token,
+        "sha256": entry.get("sha256") or (etag.lower() if len(etag) == 64 else None),
+        "size": int(size) if size and size.isdigit() else None,
+        "revision": resp.header("X-Repo-Commit") or revision,
+        "filename": entry.get("filename") or path.rsplit("/", 1)[-1],
+        "kind": entry["kind"],
+    }
+
+
+def _pick_civitai_file(files: list[dict[str, Any]], entry: dict[str, Any], label: str) -> dict:
+    candidates = []
+    for item in files:
+        meta = item.get("metadata") or {}
+        if entry.get("type") and item.get("type") != entry["type"]:
+            continue
+        if entry.get("format") and meta.get("format") != entry["format"]:
+            continue
+        if entry.get("precision") and meta.get("fp") != entry["precision"]:
+            continue
+        if entry.get("size") and meta.get("size") != entry["size"]:
+            continue
+        candidates.append(item)
+    if not candidates:
+        offered = [
+            f"{f.get('name')} ({f.get('type')}, {(f.get('metadata') or {}).get('format')}, "
+            f"{(f.get('metadata') or {}).get('fp')})"
+            for f in files
+        ]
+        raise DownloadError(
+            f"{label}: no file matches type/format/precision/size; offered: " + "; ".join(offered)
+        )
+    primary = [c for c in candidates if c.get("primary")]
+    chosen = (primary or candidates)[0]
+    if (chosen.get("metadata") or {}).get("format") == "PickleTensor" and not entry.get("format"):
+        safe = [c for c in candidates if (c.get("metadata") or {}).get("format") == "SafeTensor"]
+        chosen = safe[0] if safe else chosen
+    return chosen
+
+
+def _civitai_resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    api = settings.civitai_endpoint.rstrip("/")
+    label = entry["label"]
+    key = settings.civitai_key
+    version_id = entry.get("version_id")
+    if version_id is None:
+        model = _get_json(f"{api}/api/v1/models/{int(entry['model_id'])}", settings, label, key)
+        versions = model.get("modelVersions") or []
+        if not versions:
+            raise DownloadError(f"{label}: CivitAI model {entry['model_id']} has no versions")
+        version_id = versions[0]["id"]
+    version = _get_json(f"{api}/api/v1/model-versions/{int(version_id)}", settings, label, key)
+    chosen = _pick_civitai_file(version.get("files") or [], entry, label)
+    meta = chosen.get("metadata") or {}
+    query = {"type": chosen.get("type"), "format": meta.get("format")}
+    if meta.get("size"):
+        query["size"] = meta["size"]
+    if meta.get("fp"):
+        query["fp"] = meta["fp"]
+    model_type = (version.get("model") or {}).get("type")
+    kind = entry.get("kind") or CIVITAI_TYPE_KINDS.get(model_type or "")
+    if kind is None:
+        raise DownloadError(
+            f"{label}: CivitAI model type {model_type!r} has no Forge folder; "
+            "add 'kind' to the entry"
+        )
+    sha = (chosen.get("hashes") or {}).get("SHA256")
+    return {
+        "url": f"{api}/api/download/models/{int(version_id)}?{urllib.parse.urlencode(query)}",
+        "auth": key,
+        "sha256": entry.get("sha256") or (sha.lower() if sha else None),
+        "size": None,
+        "size_estimate": int(float(chosen.get("sizeKB") or 0) * 1024) or None,
+        "revision": str(version_id),
+        "filename": entry.get("filename") or chosen.get("name"),
+        "kind": kind,
+        "base_model": version.get("baseModel"),
+    }
+
+
+def resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Where the bytes of one catalog entry come from, and what they must hash to."""
+    source = entry["source"]
+    if source == "huggingface":
+        resolved = _hf_resolve(entry, settings)
+    elif source == "civitai":
+        resolved = _civitai_resolve(entry, settings)
+    else:
+        resolved = {
+            "url": entry["url"],
+            "auth": None,
+            "headers": dict(entry.get("headers") or {}),
+            "sha256": entry.get("sha256"),
+            "size": None,
+            "revision": None,
+            "filename": entry.get("filename")
+            or urllib.parse.urlsplit(entry["url"]).path.rsplit("/", 1)[-1],
+            "kind": entry["kind"],
+        }
+    resolved["label"] = entry["label"]
+    resolved["destination"] = f"{KIND_DIRS[resolved['kind']]}/{resolved['filename']}"
+    resolved["entry_key"] = entry_key(entry)
+    return resolved
+
+
+def entry_key(entry: dict[str, Any]) -> str:
+    """Identity of a catalog entry (no secrets in entries): a changed entry is re-resolved."""
+    public = {k: v for k, v in sorted(entry.items()) if k not in ("label", "headers")}
+    return hashlib.sha256(json.dumps(public, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# -- manifest -----------------------------------------------------------------------------
+
+
+def load_manifest(forge_dir: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(forge_dir, MANIFEST)) as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def save_manifest(forge_dir: str, manifest: dict[str, Any]) -> None:
+    path = os.path.join(forge_dir, MANIFEST)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(manifest, handle, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def sha256_file(path: str, buffer_bytes: int = 4 * 1024 * 1024) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(buffer_bytes)
+            if not chunk:
+                return digest.hexdigest()
+            digest.update(chunk)
+
+
+# -- planning -----------------------------------------------------------------------------
+
+
+def make_plan(
+    entries: list[dict[str, Any]], forge_dir: str, settings: Settings
+) -> list[dict[str, Any]]:
+    """What each entry needs: present (nothing), verify, download or repair.
+
+    A file recorded in the manifest for the same catalog entry, with the same size and mtime,
+    is present without asking upstream or reading it.
+    """
+    manifest = load_manifest(forge_dir)
+    recorded = {v.get("entry_key"): (k, v) for k, v in manifest.items()}
+    plan: list[dict[str, Any]] = []
+    for entry in entries:
+        known = recorded.get(entry_key(entry))
+        if known and not settings.verify:
+            destination, record = known
+            stat = _stat(os.path.join(forge_dir, destination))
+            if stat == (record["size"], record["mtime_ns"]):
+                plan.append(
+                    {
+                        "label": entry["label"],
+                        "destination": destination,
+                        "action": "present",
+                        "sha256": record["sha256"],
+                        "size": record["size"],
+                        "kind": record.get("kind"),
+                        "base_model": record.get("base_model"),
+                        "bytes_to_fetch": 0,
+                    }
+                )
+                continue
+        item = resolve(entry, settings)
+        path = os.path.join(forge_dir, item["destination"])
+        stat = _stat(path)
+        record = manifest.get(item["destination"])
+        if stat is None:
+            item["action"] = "download"
+        elif (
+            record
+            and not settings.verify
+            and stat == (record["size"], record["mtime_ns"])
+            and item.get("sha256") in (None, record["sha256"])
+        ):
+            item["action"] = "present"
+        else:
+            item["action"] = "verify"  # may turn into a repair once hashed
+        partial = _stat(path + ".partial")
+        expected = item.get("size") or item.get("size_estimate") or 0
+        item["bytes_to_fetch"] = (
+            max(expected - (partial[0] if partial else 0), 0) if item["action"] == "download" else 0
+        )
+        plan.append(item)
+    problems = find_duplicate_destinations([(p["label"], p["destination"]) for p in plan])
+    if problems:
+        raise DownloadError("; ".join(problems))
+    return plan
+
+
+def check_disk(plan: list[dict[str, Any]], forge_dir: str) -> None:
+    """Fail before any byte moves when the downloads still to do do not fit."""
+    needed = sum(p.get("bytes_to_fetch", 0) for p in plan)
+    probe = forge_dir
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    stats = os.statvfs(probe)
+    free = stats.f_bavail * stats.f_frsize
+    if needed > free:
+        raise DownloadError(
+            f"not enough disk space for the models: {needed / 1024**3:.1f} GiB to download, "
+            f"{free / 1024**3:.1f} GiB free at {probe}; free {(needed - free) / 1024**3:.1f} GiB "
+            "more or remove entries from the catalog"
+        )
+
+
+# -- progress -----------------------------------------------------------------------------
+
+
+class Progress:
+    """Bytes done, rate and ETA per file and overall, rewritten to a JSON file."""
+
+    def __init__(self, path: str | None, interval: float) -> None:
+        self.path = path
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.files: dict[str, dict[str, Any]] = {}
+        self.started = time.time()
+        self.last_write = 0.0
+        self.finished = False
+        self.result: dict[str, Any] | None = None
+
+    def start(self, destination: str, total: int | None, done: int = 0) -> None:
+        with self.lock:
+            self.files[destination] = {
+                "destination": destination,
+                "total": total,
+                "done": done,
+                "start_done": done,
+                "started": time.time(),
+                "state": "downloading",
+            }
+        self.write()
+
+    def add(self, destination: str, count: int) -> None:
+        with self.lock:
+            self.files[destination]["done"] += count
+        if time.time() - self.last_write >= self.interval:
+            self.write()
+
+    def end(self, destination: str, state: str) -> None:
+        with self.lock:
+            if destination in self.files:
+                self.files[destination]["state"] = state
+        self.write()
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.time()
+        files = []
+        for item in self.files.values():
+            elapsed = max(now - item["started"], 1e-6)
+            rate = (item["done"] - item["start_done"]) / elapsed
+            remaining = (item["total"] - item["done"]) if item["total"] else None
+            files.append(
+                {
+                    "destination": item["destination"],
+                    "state": item["state"],
+                    "bytes_done": item["done"],
+                    "bytes_total": item["total"],
+                    "rate_bytes_per_s": round(rate),
+                    "eta_s": round(remaining / rate)
+                    if remaining is not None and rate > 0
+                    else None,
+                }
+            )
+        active = [f for f in files if f["state"] == "downloading"]
+        done = sum(f["bytes_done"] for f in files)
+        total = sum(f["bytes_total"] or f["bytes_done"] for f in files)
+        rate = sum(f["rate_bytes_per_s"] for f in active)
+        return {
+            "updated": now,
+            "finished": self.finished,
+            "files": files,
+            "bytes_done": done,
+            "bytes_total": total,
+            "rate_bytes_per_s": rate,
+            "eta_s": round((total - done) / rate) if rate > 0 else None,
+            "result": self.result,
+        }
+
+    def write(self) -> None:
+        if not self.path:
+            return
+        with self.lock:
+            self.last_write = time.time()
+            data = self.snapshot()
+            tmp = f"{self.path}.{threading.get_ident()}.tmp"
+            try:
+                with open(tmp, "w") as handle:
+                    json.dump(data, handle)
+                os.replace(tmp, self.path)
+            except OSError:
+                pass  # progress is best effort; the download itself reports its errors
+
+
+# -- fetching one file ---------------------------------------------------------------------
+
+
+def _refuse_non_model(resp: Response, label: str) -> None:
+    ctype = (resp.header("Content-Type") or "").split(";")[0].strip().lower()
+    if ctype in MODEL_REFUSED_TYPES:
+        body = resp.resp.read(300).decode("utf-8", "replace")
+        resp.close()
+        hint = "a login page" if ctype == "text/html" else f"a JSON message ({body[:120]!r})"
+        raise DownloadError(
+            f"{label}: the server sent {hint} instead of the model (HTTP {resp.status}); check "
+            "the API key or token and whether the model needs early access; nothing was saved"
+        )
+
+
+def _status_error(resp: Response, label: str) -> Exception:
+    if resp.status in RETRY_STATUSES:
+        return _Retryable(
+            f"HTTP {resp.status} from {public_url(resp.url)}", resp.header("Retry-After")
+        )
+    if resp.status in (401, 403):
+        return DownloadError(
+            f"{label}: HTTP {resp.status} from {public_url(resp.url)}; the token or API key is "
+            "missing, wrong, or has no access to this model"
+        )
+    return DownloadError(f"{label}: HTTP {resp.status} from {public_url(resp.url)}")
+
+
+class _Fetch:
+    """Download one resolved item into ``<dest>.partial``, hashing as bytes arrive."""
+
+    def __init__(self, item: dict[str, Any], path: str, settings: Settings, progress: Progress):
+        self.item = item
+        self.path = path
+        self.partial = path + ".partial"
+        self.state_path = path + ".partial.json"
+        self.settings = settings
+        self.progress = progress
+        self.label = item["label"]
+        self.headers = dict(item.get("headers") or {})
+
+    def _open(self, start: int, end: int | None = None) -> Response:
+        headers = dict(self.headers)
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end}"
+        resp = request(
+            "GET", self.item["url"], self.settings, headers=headers, auth=self.item.get("auth")
+        )
+        if resp.status not in (200, 206):
+            error = _status_error(resp, self.label)
+            resp.close()
+            raise error
+        _refuse_non_model(resp, self.label)
+        return resp
+
+    def _resume_point(self, digest) -> int:
+        """Bytes already in the partial file that belong to this same download."""
+        try:
+            with open(self.state_path) as handle:
+                state = json.load(handle)
+        except (OSError, ValueError):
+            state = {}
+        if (
+            state.get("sha256") != self.item.get("sha256")
+            or state.get("url_key") != self._url_key()
+        ):
+            for stale in (self.partial, self.state_path):
+                if os.path.exists(stale):
+                    os.unlink(stale)
+            return 0
+        done = min(int(state.get("prefix", 0)), (_stat(self.partial) or (0, 0))[0])
+        with open(self.partial, "r+b") as handle:
+            handle.truncate(done)
+            remaining = done
+            while remaining:  # the verified prefix is hashed once more, only on resume
+                chunk = handle.read(min(remaining, self.settings.buffer_bytes))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                remaining -= len(chunk)
+        return done
+
+    def _url_key(self) -> str:
+        return hashlib.sha256(public_url(self.item["url"]).encode()).hexdigest()[:16]
+
+    def _save_state(self, prefix: int) -> None:
+        with open(self.state_path, "w") as handle:
+            json.dump(
+                {"sha256": self.item.get("sha256"), "url_key": self._url_key(), "prefix": prefix},
+                handle,
+            )
+
+    def run(self) -> str:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        digest = hashlib.sha256()
+        done = self._resume_point(digest) if os.path.exists(self.partial) else 0
+        if not os.path.exists(self.partial):
+            open(self.partial, "wb").close()
+        self._save_state(done)
+        total = self.item.get("size")
+        self.progress.start(self.item["destination"], total or self.item.get("size_estimate"), done)
+        first = _with_retries(self.label, self.settings, lambda: self._open(done))
+        if first.status == 200 and done:
+            digest = hashlib.sha256()  # the server ignored Range: start over
+            done = 0
+            with open(self.partial, "r+b") as handle:
+                handle.truncate(0)
+        length = first.header("Content-Length")
+        if total is None and length and length.isdigit():
+            total = done + int(length)
+            self.item["size"] = total
+        ranged = first.header("Accept-Ranges") == "bytes" or first.status == 206
+        remaining = (total - done) if total else None
+        if (
+            self.settings.connections > 1
+            and ranged
+            and remaining is not None
+            and remaining >= self.settings.min_split_bytes
+        ):
+            first.close()
+            done = self._parallel(done, total, digest)
+        else:
+            done = self._stream(first, done, total, digest)
+        return self._finish(done, digest)
+
+    def _stream(self, resp: Response, done: int, total: int | None, digest) -> int:
+        with open(self.partial, "r+b") as handle:
+            handle.seek(done)
+            attempt = 0
+            while True:
+                try:
+                    while True:
+                        chunk = resp.resp.read(self.settings.buffer_bytes)
+                        if not chunk:
+                            break
+                        handle.write(chunk)
+                        digest.update(chunk)
+                        done += len(chunk)
+                        self.progress.add(self.item["destination"], len(chunk))
+                    resp.close()
+                    if total is None or done >= total:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                        return done
+                    raise http.client.IncompleteRead(b"", total - done)
+                except (OSError, http.client.HTTPException) as error:
+                    resp.close()
+                    handle.flush()
+                    self._save_state(done)
+                    if attempt >= self.settings.retries:
+                        raise DownloadError(
+                            f"{self.label}: connection kept dropping after {done} bytes "
+                            f"({type(error).__name__}); re-run to resume"
+                        ) from None
+                    time.sleep(_retry_delay(self.settings, attempt, None))
+                    attempt += 1
+                    resp = _with_retries(self.label, self.settings, lambda at=done: self._open(at))
+                    if resp.status != 206:
+                        resp.close()
+                        raise DownloadError(
+                            f"{self.label}: the server stopped honouring Range"
+                        ) from None
+
+    def _parallel(self, start: int, total: int, digest) -> int:  # noqa: PLR0915 - one pipeline
+        """Segments fetched over several connections; hashed in order as they complete.
+
+        Completed segments wait in memory only until the segments before them are hashed;
+        workers stay at most 2 x connections segments ahead, which bounds memory.
+        """
+        size = self.settings.segment_bytes
+        segments = [(o, min(o + size, total) - 1) for o in range(start, total, size)]
+        window = threading.Semaphore(2 * self.settings.connections)
+        ready: dict[int, bytes] = {}
+        cond = threading.Condition()
+        failure: list[BaseException] = []
+        tasks: queue.Queue = queue.Queue()
+        for index, segment in enumerate(segments):
+            tasks.put((index, segment))
+        fd = os.open(self.partial, os.O_WRONLY)
+
+        def worker() -> None:
+            while not failure:
+                try:
+                    index, (first, last) = tasks.get_nowait()
+                except queue.Empty:
+                    return
+                window.acquire()
+                try:
+                    data = _with_retries(
+                        self.label, self.settings, lambda f=first, la=last: self._segment(f, la)
+                    )
+                    os.pwrite(fd, data, first)
+                except BaseException as error:  # reported by the hashing loop below
+                    failure.append(error)
+                    with cond:
+                        cond.notify_all()
+                    return
+                with cond:
+                    ready[index] = data
+                    cond.notify_all()
+
+        threads = [
+            threading.Thread(target=worker, daemon=True)
+            for _ in range(min(self.settings.connections, len(segments)))
+        ]
+        for thread in threads:
+            thread.start()
+        done = start
+        try:
+            for index in range(len(segments)):
+                with cond:
+                    while index not in ready and not failure:
+                        cond.wait(1.0)
+                    if failure and index not in ready:
+                        break
+                    data = ready.pop(index)
+                digest.update(data)
+                done += len(data)
+                window.release()
+                self.progress.add(self.item["destination"], len(data))
+                if index % 8 == 7:
+                    self._save_state(done)
+        finally:
+            for thread in threads:
+                thread.join(timeout=1)
+            os.fsync(fd)
+            os.close(fd)
+            self._save_state(done)
+        if failure:
+            error = failure[0]
+            raise (
+                error
+                if isinstance(error, DownloadError)
+                else DownloadError(
+                    f"{self.label}: {type(error).__name__}: {error}; re-run to resume"
+                )
+            )
+        return done
+
+    def _segment(self, first: int, last: int) -> bytes:
+        resp = self._open(first, last)
+        try:
+            if resp.status != 206:
+                raise DownloadError(f"{self.label}: the server stopped honouring Range")
+            data = resp.resp.read(last - first + 1)
+        finally:
+            resp.close()
+        if len(data) != last - first + 1:
+            raise _Retryable(f"segment {first}-{last} cut short ({len(data)} bytes)")
+        return data
+
+    def _finish(self, done: int, digest) -> str:
+        actual = digest.hexdigest()
+        expected = self.item.get("sha256")
+        total = self.item.get("size")
+        problem = None
+        if total is not None and done != total:
+            problem = f"size {done} bytes, expected {total}"
+        elif expected and actual != expected.lower():
+            problem = f"sha256 {actual}, expected {expected.lower()}"
+        if problem:
+            for path in (self.partial, self.state_path):
+                if os.path.exists(path):
+                    os.unlink(path)
+            raise DownloadError(
+                f"{self.label}: the downloaded file does not match ({problem}); it was deleted, "
+                "nothing is under the final name; re-run, and check the catalog's sha256 if it "
+                "happens again"
+            )
+        os.replace(self.partial, self.path)
+        if os.path.exists(self.state_path):
+            os.unlink(self.state_path)
+        return actual
+
+
+# -- executing a plan ------------------------------------------------------------------------
+
+
+def _record(forge_dir: str, item: dict[str, Any], sha: str) -> dict[str, Any]:
+    size, mtime_ns = _stat(os.path.join(forge_dir, item["destination"])) or (0, 0)
+    return {
+        "size": size,
+        "mtime_ns": mtime_ns,
+        "sha256": sha,
+        "kind": item.get("kind"),
+        "entry_key": item.get("entry_key"),
+        "source": item["label"],
+        "revision": item.get("revision"),
+        "base_model": item.get("base_model"),
+    }
+
+
+def _execute_one(
+    item: dict[str, Any], forge_dir: str, settings: Settings, progress: Progress
+) -> dict[str, Any]:
+    path = os.path.join(forge_dir, item["destination"])
+    action = item["action"]
+    result = {
+        "label": item["label"],
+        "destination": item["destination"],
+        "path": path,
+        "kind": item.get("kind"),
+        "base_model": item.get("base_model"),
+    }
+    if action == "present":
+        return {
+            **result,
+            "action": "present",
+            "sha256": item["sha256"],
+            "size": item["size"],
+            "record": None,
+        }
+    if action == "verify":
+        actual = sha256_file(path)
+        if item.get("sha256") in (None, actual):
+            return {
+                **result,
+                "action": "verified",
+                "sha256": actual,
+                "size": os.path.getsize(path),
+                "record": _record(forge_dir, item, actual),
+            }
+        action = "repaired"
+    sha = _Fetch(item, path, settings, progress).run()
+    progress.end(item["destination"], "done")
+    return {
+        **result,
+        "action": "repaired" if action == "repaired" else "downloaded",
+        "sha256": sha,
+        "size": os.path.getsize(path),
+        "record": _record(forge_dir, item, sha),
+    }
+
+
+def execute(plan: list[dict[str, Any]], forge_dir: str, settings: Settings) -> dict[str, Any]:
+    """Carry out a plan; returns {"files": [...], "errors": [...], "changed": bool}."""
+    progress = Progress(settings.progress_file, settings.progress_interval)
+    results: list[dict[str, Any]] = []
+    errors: list[str] = []
+    manifest = load_manifest(forge_dir)
+    try:
+        with ThreadPoolExecutor(max_workers=settings.parallel_files) as pool:
+            futures = [
+                (item, pool.submit(_execute_one, item, forge_dir, settings, progress))
+                for item in plan
+            ]
+            for item, future in futures:
+                try:
+                    outcome = future.result()
+                except DownloadError as error:
+                    errors.append(str(error))
+                    progress.end(item["destination"], "failed")
+                    continue
+                except OSError as error:
+                    errors.append(f"{item['label']}: {type(error).__name__}: {error}")
+                    progress.end(item["destination"], "failed")
+                    continue
+                record = outcome.pop("record")
+                if record is not None:
+                    manifest[item["destination"]] = record
+                results.append(outcome)
+        save_manifest(forge_dir, manifest)
+    finally:
+        progress.finished = True
+        progress.result = {"errors": len(errors), "files": len(results)}
+        progress.write()
+    return {
+        "files": results,
+        "errors": errors,
+        "changed": any(r["action"] in ("downloaded", "repaired") for r in results),
+    }
