@@ -658,12 +658,13 @@ class _Fetch:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         digest = hashlib.sha256()
         done = self._resume_point(digest) if os.path.exists(self.partial) else 0
+        total = self.item.get("size")
+        # Nothing is written until the server answers with a model: no empty partial files.
+        first = _with_retries(self.label, self.settings, lambda: self._open(done))
         if not os.path.exists(self.partial):
             open(self.partial, "wb").close()
         self._save_state(done)
-        total = self.item.get("size")
         self.progress.start(self.item["destination"], total or self.item.get("size_estimate"), done)
-        first = _with_retries(self.label, self.settings, lambda: self._open(done))
         if first.status == 200 and done:
             digest = hashlib.sha256()  # the server ignored Range: start over
             done = 0

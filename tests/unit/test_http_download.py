@@ -1,0 +1,334 @@
+"""Downloads against the Hugging Face / CivitAI stand-in on loopback: real sockets, real files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from forge_fleet.http_download import DownloadError, Settings, check_disk, execute, make_plan
+from tests.doubles.model_hub import ModelHub
+from tests.fixtures import models as m
+
+TOKEN = "hf_secret_token_for_tests_0123456789"
+KEY = "civitai-secret-key-0123456789abcdef"
+
+
+def real_model(path, data_bytes: int, seed: int = 1):
+    """A valid safetensors file whose data section is real (random) bytes."""
+    head, _ = m.header_bytes({"w": ([data_bytes], "U8")})
+    rng = hashlib.sha256(str(seed).encode()).digest()
+    block = (rng * (65536 // len(rng) + 1))[:65536]
+    with open(path, "wb") as handle:
+        handle.write(head)
+        remaining = data_bytes
+        while remaining:
+            handle.write(block[: min(remaining, len(block))])
+            remaining -= min(remaining, len(block))
+    return path
+
+
+def sha(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture
+def hub(tmp_path):
+    with ModelHub() as server:
+        server.state.tokens.add(TOKEN)
+        server.state.granted.add(TOKEN)
+        server.state.civitai_keys.add(KEY)
+        yield server
+
+
+@pytest.fixture
+def forge(tmp_path):
+    path = tmp_path / "forge"
+    path.mkdir()
+    return path
+
+
+def settings(hub, **extra):
+    options = {
+        "hf_endpoint": hub.api_url,
+        "civitai_endpoint": hub.api_url,
+        "hf_token": TOKEN,
+        "civitai_key": KEY,
+        "retries": 2,
+        "backoff": 0.01,
+    }
+    return Settings(**{**options, **extra})
+
+
+def hf_entry(file="ae.safetensors", kind="vae", repo="org/flux", **extra):
+    return {
+        "source": "huggingface",
+        "repo": repo,
+        "file": file,
+        "revision": "main",
+        "kind": kind,
+        "label": f"models_catalog[0] ({repo}/{file})",
+        **extra,
+    }
+
+
+def civitai_entry(**extra):
+    return {"source": "civitai", "label": "models_catalog[1] (civitai)", **extra}
+
+
+def run(entries, forge, options):
+    plan = make_plan(entries, str(forge), options)
+    check_disk(plan, str(forge))
+    return execute(plan, str(forge), options)
+
+
+def test_huggingface_file_lands_verified_in_its_forge_folder(hub, tmp_path, forge):
+    source = real_model(tmp_path / "ae.safetensors", 300_000)
+    hub.add_hf_file("org/flux", "ae.safetensors", source)
+    result = run([hf_entry()], forge, settings(hub))
+    assert result["errors"] == []
+    [item] = result["files"]
+    assert item["action"] == "downloaded"
+    assert sha(forge / "models/VAE/ae.safetensors") == sha(source) == item["sha256"]
+    assert not list((forge / "models/VAE").glob("*.partial*"))
+
+
+def test_token_goes_to_the_hub_and_never_to_the_cdn(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 1000))
+    run([hf_entry()], forge, settings(hub))
+    api = [r for r in hub.state.log if r["host"] == "api"]
+    assert api and all(r["authorization"] for r in api)
+    assert hub.cdn_requests() and not any(r["authorization"] for r in hub.cdn_requests())
+
+
+def test_gated_repo_without_access_names_the_repo_and_what_to_do(hub, tmp_path, forge):
+    hub.add_hf_file(
+        "black-forest-labs/FLUX.1-dev",
+        "ae.safetensors",
+        real_model(tmp_path / "a", 1000),
+        gated=True,
+    )
+    hub.state.granted.clear()
+    entry = hf_entry(repo="black-forest-labs/FLUX.1-dev")
+    with pytest.raises(DownloadError) as caught:
+        make_plan([entry], str(forge), settings(hub))
+    message = str(caught.value)
+    assert "black-forest-labs/FLUX.1-dev is a gated repository (HTTP 403)" in message
+    assert "request access" in message and "this token's account" in message
+
+
+def test_gated_repo_without_a_token_asks_for_one(hub, tmp_path, forge):
+    hub.add_hf_file("o/g", "ae.safetensors", real_model(tmp_path / "a", 1000), gated=True)
+    options = settings(hub)
+    options.hf_token = None
+    with pytest.raises(
+        DownloadError, match=r"gated repository \(HTTP 401\).*models_huggingface_token"
+    ):
+        make_plan([hf_entry(repo="o/g")], str(forge), options)
+
+
+NOT_FOUND = {
+    ("org/flux", "nope.safetensors"): (
+        "no such file or revision: org/flux, revision main, file nope.safetensors"
+    ),
+    ("org/missing", "ae.safetensors"): "no such repository: org/missing",
+}
+
+
+@pytest.mark.parametrize("where", list(NOT_FOUND))
+def test_not_found_names_what_is_missing(hub, tmp_path, forge, where):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 1000))
+    with pytest.raises(DownloadError) as caught:
+        make_plan([hf_entry(repo=where[0], file=where[1])], str(forge), settings(hub))
+    assert NOT_FOUND[where] in str(caught.value)
+
+
+def test_civitai_version_picks_the_file_kind_and_hash_and_keeps_the_key_off_storage(
+    hub, tmp_path, forge
+):
+    source = real_model(tmp_path / "lora", 50_000)
+    hub.add_civitai_version(
+        128713, 9001, source, name="detail-tweaker.safetensors", model_type="LORA", restricted=True
+    )
+    result = run([civitai_entry(version_id=128713)], forge, settings(hub))
+    assert result["errors"] == []
+    assert (forge / "models/Lora/detail-tweaker.safetensors").exists()
+    assert result["files"][0]["base_model"] == "SD 1.5"
+    assert not any(r["authorization"] for r in hub.cdn_requests())
+    assert all(KEY not in r["query"] and "token" not in r["query"] for r in hub.state.log)
+
+
+def test_civitai_model_id_resolves_to_its_newest_version(hub, tmp_path, forge):
+    hub.add_civitai_version(1, 77, real_model(tmp_path / "old", 100), name="old.safetensors")
+    hub.add_civitai_version(
+        2, 77, real_model(tmp_path / "new", 200, seed=2), name="new.safetensors"
+    )
+    result = run([civitai_entry(model_id=77)], forge, settings(hub))
+    assert [f["destination"] for f in result["files"]] == ["models/Lora/new.safetensors"]
+
+
+@pytest.mark.parametrize(
+    ("knobs", "expected"),
+    [
+        ({"restricted": True}, "HTTP 401"),
+        ({"restricted": True, "login_page": True}, "a login page instead of the model"),
+        ({"early_access": True}, "a JSON message"),
+    ],
+)
+def test_civitai_non_model_answers_are_errors_and_nothing_is_saved(
+    hub, tmp_path, forge, knobs, expected
+):
+    hub.add_civitai_version(5, 50, real_model(tmp_path / "x", 100), name="x.safetensors", **knobs)
+    options = settings(hub)
+    options.civitai_key = None
+    result = run([civitai_entry(version_id=5)], forge, options)
+    assert expected in result["errors"][0]
+    assert not (forge / "models/Lora").exists() or not any((forge / "models/Lora").iterdir())
+
+
+def test_interrupted_download_resumes_and_fetches_only_the_missing_bytes(hub, tmp_path, forge):
+    source = real_model(tmp_path / "big", 2_000_000)
+    hub.add_hf_file("org/flux", "ae.safetensors", source)
+    hub.state.drop_after_bytes = 700_000
+    first = run([hf_entry()], forge, settings(hub, retries=0))
+    assert "re-run to resume" in first["errors"][0]
+    assert not (forge / "models/VAE/ae.safetensors").exists()
+    kept = os.path.getsize(forge / "models/VAE/ae.safetensors.partial")
+    assert 0 < kept <= 700_000
+    second = run([hf_entry()], forge, settings(hub))
+    assert second["errors"] == []
+    assert hub.cdn_requests()[-1]["range"] == f"bytes={kept}-"
+    assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
+
+
+def test_dropped_connection_is_resumed_within_the_same_run(hub, tmp_path, forge):
+    source = real_model(tmp_path / "big", 1_000_000)
+    hub.add_hf_file("org/flux", "ae.safetensors", source)
+    hub.state.drop_after_bytes = 400_000
+    result = run([hf_entry()], forge, settings(hub))
+    assert result["errors"] == []
+    assert hub.cdn_requests()[-1]["range"].startswith("bytes=")
+    assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_busy_and_failing_servers_are_retried(hub, tmp_path, forge, status):
+    source = real_model(tmp_path / "a", 10_000)
+    hub.add_hf_file("org/flux", "ae.safetensors", source)
+    hub.state.fail_statuses = [status, status]
+    hub.state.retry_after = "0"
+    assert run([hf_entry()], forge, settings(hub))["errors"] == []
+    assert len(hub.cdn_requests()) == 3
+
+
+def test_a_server_that_keeps_failing_gives_a_clear_final_error(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 10_000))
+    hub.state.fail_statuses = [500] * 10
+    [error] = run([hf_entry()], forge, settings(hub))["errors"]
+    assert error.startswith(
+        "models_catalog[0] (org/flux/ae.safetensors): gave up after 3 attempts: HTTP 500"
+    )
+
+
+def test_wrong_hash_never_sits_under_the_final_name(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 10_000))
+    entry = hf_entry(sha256="0" * 64)
+    [error] = run([entry], forge, settings(hub))["errors"]
+    assert "does not match (sha256" in error
+    assert not (forge / "models/VAE/ae.safetensors").exists()
+    assert not list((forge / "models/VAE").glob("*.partial*"))
+
+
+def test_rerun_with_everything_present_asks_nobody_and_reads_nothing(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 10_000))
+    run([hf_entry()], forge, settings(hub))
+    hub.state.log.clear()
+    again = run([hf_entry()], forge, settings(hub))
+    assert [f["action"] for f in again["files"]] == ["present"]
+    assert again["changed"] is False
+    assert hub.state.log == []
+
+
+def test_corrupted_file_is_repaired_on_rerun(hub, tmp_path, forge):
+    source = real_model(tmp_path / "a", 100_000)
+    hub.add_hf_file("org/flux", "ae.safetensors", source)
+    run([hf_entry()], forge, settings(hub))
+    target = forge / "models/VAE/ae.safetensors"
+    with open(target, "r+b") as handle:
+        handle.seek(5000)
+        handle.write(b"\xff\xff")
+    result = run([hf_entry()], forge, settings(hub))
+    assert [f["action"] for f in result["files"]] == ["repaired"]
+    assert sha(target) == sha(source)
+
+
+def test_full_verification_can_be_asked_for(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 10_000))
+    run([hf_entry()], forge, settings(hub))
+    result = run([hf_entry()], forge, settings(hub, verify=True))
+    assert [f["action"] for f in result["files"]] == ["verified"]
+
+
+def test_large_file_is_fetched_over_several_ranged_connections(hub, tmp_path, forge):
+    source = real_model(tmp_path / "big", 3_000_000)
+    hub.add_hf_file("org/flux", "ae.safetensors", source)
+    options = settings(hub, connections=4, segment_bytes=256 * 1024, min_split_bytes=1_000_000)
+    assert run([hf_entry()], forge, options)["errors"] == []
+    ranges = [r["range"] for r in hub.cdn_requests() if r["range"]]
+    assert len(ranges) >= 10
+    assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
+
+
+def test_several_files_download_in_parallel(hub, tmp_path, forge):
+    entries = []
+    for i in range(3):
+        hub.add_hf_file(
+            "org/flux", f"f{i}.safetensors", real_model(tmp_path / f"s{i}", 50_000, seed=i)
+        )
+        entries.append(hf_entry(file=f"f{i}.safetensors", label=f"e{i}"))
+    result = run(entries, forge, settings(hub, parallel_files=3))
+    assert sorted(f["action"] for f in result["files"]) == ["downloaded"] * 3
+
+
+def test_plan_reports_bytes_to_download_and_changes_nothing(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 123_456))
+    [item] = make_plan([hf_entry()], str(forge), settings(hub))
+    assert item["action"] == "download"
+    assert item["bytes_to_fetch"] == os.path.getsize(tmp_path / "a")
+    assert list(forge.iterdir()) == []
+    assert hub.cdn_requests() == []
+
+
+def test_not_enough_disk_fails_before_any_byte_moves(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 1000))
+    plan = make_plan([hf_entry()], str(forge), settings(hub))
+    plan[0]["bytes_to_fetch"] = 10**15
+    with pytest.raises(
+        DownloadError, match=r"not enough disk space for the models: .* GiB to download"
+    ):
+        check_disk(plan, str(forge))
+
+
+def test_progress_file_shows_bytes_rate_and_eta(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 500_000))
+    progress = tmp_path / "progress.json"
+    run([hf_entry()], forge, settings(hub, progress_file=str(progress)))
+    data = json.loads(progress.read_text())
+    assert data["finished"] is True
+    [item] = data["files"]
+    assert item["state"] == "done"
+    assert item["bytes_done"] == item["bytes_total"] == os.path.getsize(tmp_path / "a")
+    assert {"rate_bytes_per_s", "eta_s"} <= set(item)
+    assert TOKEN not in progress.read_text()
+
+
+def test_manifest_records_size_mtime_and_sha256_without_secrets(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 1000))
+    run([hf_entry()], forge, settings(hub))
+    text = (forge / "models/.forge-fleet-manifest.json").read_text()
+    record = json.loads(text)["models/VAE/ae.safetensors"]
+    assert record["sha256"] == sha(tmp_path / "a")
+    assert record["size"] == os.path.getsize(tmp_path / "a")
+    assert TOKEN not in text and KEY not in text
