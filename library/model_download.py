@@ -102,12 +102,23 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.http_download import (
     DownloadError,
     Settings,
+    check_declared_families,
     check_disk,
     execute,
     make_plan,
 )
 
-PLAN_KEYS = ("label", "destination", "kind", "action", "bytes_to_fetch", "sha256", "size")
+PLAN_KEYS = (
+    "label",
+    "destination",
+    "kind",
+    "action",
+    "bytes_to_fetch",
+    "sha256",
+    "size",
+    "base_model",
+    "declared_family",
+)
 
 
 def main() -> None:
@@ -143,6 +154,15 @@ def main() -> None:
     )
     try:
         plan = make_plan(p["entries"], p["forge_dir"], settings)
+        mismatches = check_declared_families(plan)
+        if mismatches:
+            module.fail_json(
+                msg=f"{len(mismatches)} catalog mismatch(es), nothing downloaded: "
+                + " | ".join(mismatches),
+                errors=mismatches,
+                files=[],
+                bytes_to_fetch=0,
+            )
         to_fetch = sum(item.get("bytes_to_fetch", 0) for item in plan)
         if module.check_mode:
             files = [{k: item.get(k) for k in PLAN_KEYS} for item in plan]

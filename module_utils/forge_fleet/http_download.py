@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .catalog import CIVITAI_TYPE_KINDS, KIND_DIRS, find_duplicate_destinations
+from .model_inspect import civitai_base_model_family
 
 MANIFEST = "models/.forge-fleet-manifest.json"
 USER_AGENT = "forge-fleet/0.1 (+model_download)"
@@ -347,6 +348,7 @@ def resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
             "kind": entry["kind"],
         }
     resolved["label"] = entry["label"]
+    resolved["declared_family"] = entry.get("base_model")
     resolved["destination"] = f"{KIND_DIRS[resolved['kind']]}/{resolved['filename']}"
     resolved["entry_key"] = entry_key(entry)
     return resolved
@@ -455,6 +457,36 @@ def make_plan(
     if problems:
         raise DownloadError("; ".join(problems))
     return plan
+
+
+def check_declared_families(plan: list[dict[str, Any]]) -> list[str]:
+    """Problems where a CivitAI add-on's baseModel fits none of the catalog's checkpoints.
+
+    Uses what the catalog and CivitAI declare (entries' base_model, CivitAI baseModel), so it
+    runs before any download; the files themselves are checked after they land.
+    """
+    models, add_ons = [], []
+    for item in plan:
+        declared = item.get("declared_family")
+        if item.get("base_model") and not declared:
+            declared = civitai_base_model_family(item["base_model"])
+        if item.get("kind") in ("checkpoint", "diffusion_model"):
+            models.append((item, declared))
+        elif item.get("kind") in ("lora", "embedding", "controlnet"):
+            add_ons.append((item, declared))
+    families = {family for _, family in models if family and family != "unknown"}
+    if not families or len(families) < len(models):
+        return []  # a model of unknown family: the post-download check decides
+    problems = []
+    for item, family in add_ons:
+        if family and family != "unknown" and family not in families:
+            problems.append(
+                f"{item['label']}: CivitAI says this {item['kind']} is for "
+                f"{item.get('base_model')} "
+                f"({family}), but the catalog's models are {', '.join(sorted(families))}; "
+                "choose a version made for one of them or add a matching checkpoint"
+            )
+    return problems
 
 
 def check_disk(plan: list[dict[str, Any]], forge_dir: str) -> None:

@@ -8,7 +8,14 @@ import os
 
 import pytest
 
-from forge_fleet.http_download import DownloadError, Settings, check_disk, execute, make_plan
+from forge_fleet.http_download import (
+    DownloadError,
+    Settings,
+    check_declared_families,
+    check_disk,
+    execute,
+    make_plan,
+)
 from tests.doubles.model_hub import ModelHub
 from tests.fixtures import models as m
 
@@ -332,3 +339,21 @@ def test_manifest_records_size_mtime_and_sha256_without_secrets(hub, tmp_path, f
     assert record["sha256"] == sha(tmp_path / "a")
     assert record["size"] == os.path.getsize(tmp_path / "a")
     assert TOKEN not in text and KEY not in text
+
+
+def test_civitai_lora_for_another_base_model_is_refused_before_any_download(hub, tmp_path, forge):
+    hub.add_hf_file("org/xl", "sd_xl_base_1.0.safetensors", real_model(tmp_path / "c", 1000))
+    hub.add_civitai_version(
+        7, 70, real_model(tmp_path / "l", 100), name="sd15.safetensors", base_model="SD 1.5"
+    )
+    entries = [
+        hf_entry(
+            repo="org/xl", file="sd_xl_base_1.0.safetensors", kind="checkpoint", base_model="sdxl"
+        ),
+        civitai_entry(version_id=7),
+    ]
+    plan = make_plan(entries, str(forge), settings(hub))
+    [problem] = check_declared_families(plan)
+    assert "CivitAI says this lora is for SD 1.5 (sd1)" in problem
+    assert "the catalog's models are sdxl" in problem
+    assert hub.cdn_requests() == []
