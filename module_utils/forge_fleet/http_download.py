@@ -428,6 +428,8 @@ def make_plan(
                         "size": record["size"],
                         "kind": record.get("kind"),
                         "base_model": record.get("base_model"),
+                        "declared_family": entry.get("base_model"),
+                        "entry_key": record.get("entry_key"),
                         "bytes_to_fetch": 0,
                     }
                 )
@@ -898,6 +900,7 @@ def _execute_one(
         "path": path,
         "kind": item.get("kind"),
         "base_model": item.get("base_model"),
+        "declared_family": item.get("declared_family"),
     }
     if action == "present":
         return {

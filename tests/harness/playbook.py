@@ -117,6 +117,8 @@ def run_playbook(
             cmdline=" ".join(cmdline) or None,
             envvars={
                 "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+                # ansible-runner puts its own callback folder in this variable; keep ours too
+                "ANSIBLE_CALLBACK_PLUGINS": str(REPO_ROOT / "plugins" / "callback"),
                 "ANSIBLE_FORCE_COLOR": "false",
                 "ANSIBLE_NOCOLOR": "true",
                 "PATH": os.environ["PATH"],
