@@ -34,6 +34,8 @@ MANIFEST = "models/.forge-fleet-manifest.json"
 USER_AGENT = "forge-fleet/0.1 (+model_download)"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 MODEL_REFUSED_TYPES = ("text/html", "application/json")
+PUMP_BUFFERS = 16  # x buffer_bytes (1 MiB): received data waiting to be written and hashed
+SYNC_EVERY_BYTES = 64 * 1024 * 1024
 
 
 class DownloadError(Exception):
@@ -48,7 +50,7 @@ class Settings:
         self.civitai_key = options.get("civitai_key") or None
         self.connections = max(1, int(options.get("connections", 4)))
         self.parallel_files = max(1, int(options.get("parallel_files", 2)))
-        self.segment_bytes = int(options.get("segment_bytes", 8 * 1024 * 1024))
+        self.segment_bytes = int(options.get("segment_bytes", 4 * 1024 * 1024))
         self.min_split_bytes = int(options.get("min_split_bytes", 64 * 1024 * 1024))
         self.retries = int(options.get("retries", 5))
         self.backoff = float(options.get("backoff", 1.0))
@@ -722,20 +724,67 @@ class _Fetch:
             done = self._stream(first, done, total, digest)
         return self._finish(done, digest)
 
+    def _pump(self, resp: Response, handle, digest, done: int) -> int:
+        """Receive into reused buffers while another thread writes and hashes the last ones.
+
+        Receiving, writing and hashing all release the GIL, so they overlap; the buffers are
+        recycled, so memory stays at a few megabytes whatever the file size.
+        """
+        size = self.settings.buffer_bytes
+        free: queue.Queue = queue.Queue()
+        for _ in range(PUMP_BUFFERS):
+            free.put(bytearray(size))
+        full: queue.Queue = queue.Queue()
+        failure: list[BaseException] = []
+
+        def sink() -> None:
+            unsynced = 0
+            while True:
+                item = full.get()
+                if item is None:
+                    return
+                buffer, count = item
+                try:
+                    view = memoryview(buffer)[:count]
+                    handle.write(view)
+                    digest.update(view)
+                    unsynced += count
+                    if unsynced >= SYNC_EVERY_BYTES:
+                        # Flush to disk while the next bytes arrive, so the final fsync
+                        # before the rename has little left to do.
+                        handle.flush()
+                        os.fdatasync(handle.fileno())
+                        unsynced = 0
+                except BaseException as error:  # surfaced in the receiving thread
+                    failure.append(error)
+                free.put(buffer)
+
+        writer = threading.Thread(target=sink, daemon=True)
+        writer.start()
+        try:
+            while not failure:
+                buffer = free.get()
+                count = resp.resp.readinto(buffer)
+                if not count:
+                    free.put(buffer)
+                    break
+                full.put((buffer, count))
+                done += count
+                self.progress.add(self.item["destination"], count)
+        finally:
+            full.put(None)
+            writer.join()
+        if failure:
+            raise failure[0]
+        return done
+
     def _stream(self, resp: Response, done: int, total: int | None, digest) -> int:
         with open(self.partial, "r+b") as handle:
             handle.seek(done)
             attempt = 0
             while True:
                 try:
-                    while True:
-                        chunk = resp.resp.read(self.settings.buffer_bytes)
-                        if not chunk:
-                            break
-                        handle.write(chunk)
-                        digest.update(chunk)
-                        done += len(chunk)
-                        self.progress.add(self.item["destination"], len(chunk))
+                    done = self._pump(resp, handle, digest, done)
                     resp.close()
                     if total is None or done >= total:
                         handle.flush()
@@ -764,11 +813,11 @@ class _Fetch:
         """Segments fetched over several connections; hashed in order as they complete.
 
         Completed segments wait in memory only until the segments before them are hashed;
-        workers stay at most 2 x connections segments ahead, which bounds memory.
+        workers stay at most connections + 2 segments ahead, which bounds memory.
         """
         size = self.settings.segment_bytes
         segments = [(o, min(o + size, total) - 1) for o in range(start, total, size)]
-        window = threading.Semaphore(2 * self.settings.connections)
+        window = threading.Semaphore(self.settings.connections + 2)
         ready: dict[int, bytes] = {}
         cond = threading.Condition()
         failure: list[BaseException] = []
@@ -836,16 +885,23 @@ class _Fetch:
             )
         return done
 
-    def _segment(self, first: int, last: int) -> bytes:
+    def _segment(self, first: int, last: int) -> bytearray:
         resp = self._open(first, last)
         try:
             if resp.status != 206:
                 raise DownloadError(f"{self.label}: the server stopped honouring Range")
-            data = resp.resp.read(last - first + 1)
+            data = bytearray(last - first + 1)  # filled in place: no second copy in memory
+            view = memoryview(data)
+            got = 0
+            while got < len(data):
+                count = resp.resp.readinto(view[got:])
+                if not count:
+                    break
+                got += count
         finally:
             resp.close()
-        if len(data) != last - first + 1:
-            raise _Retryable(f"segment {first}-{last} cut short ({len(data)} bytes)")
+        if got != len(data):
+            raise _Retryable(f"segment {first}-{last} cut short ({got} bytes)")
         return data
 
     def _finish(self, done: int, digest) -> str:
@@ -959,7 +1015,8 @@ def execute(plan: list[dict[str, Any]], forge_dir: str, settings: Settings) -> d
                 if record is not None:
                     manifest[item["destination"]] = record
                 results.append(outcome)
-        save_manifest(forge_dir, manifest)
+        if manifest != load_manifest(forge_dir):
+            save_manifest(forge_dir, manifest)  # a re-run with nothing to do writes nothing
     finally:
         progress.finished = True
         progress.result = {"errors": len(errors), "files": len(results)}

@@ -1,0 +1,191 @@
+"""Downloads against curl and against hashing, measured in the same run.
+
+    .venv/bin/python bench/bench_download.py [--size-mb 256] [--capped-mb 100]
+
+All servers are the stand-in (tests/doubles/model_hub) on loopback; both sides fetch the same
+file from the same server. Prints, and exits 1 when a target of issue 4 is missed:
+  1. one stream, loopback:        our throughput / curl's          (target >= 0.9)
+  2. 20 MB/s cap per connection:  our time with 8 connections vs curl's single stream (>= 3.5x)
+  3. re-run with all present:     cost for 8 GB of models / cost for 1 GB (<= 1.1), and
+                                  sha256 of the files / the re-run  (far below: >= 100x)
+  4. peak RSS of the download process for a large file over 8 connections (< 100 MB)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "module_utils"), str(ROOT)]
+
+from forge_fleet.http_download import Settings, execute, make_plan, sha256_file  # noqa: E402
+from tests.doubles.model_hub import ModelHub  # noqa: E402
+
+CHILD = """
+import sys
+sys.path[:0] = [sys.argv[1]]
+from forge_fleet.http_download import Settings, execute, make_plan
+entry = {"source": "url", "url": sys.argv[2], "kind": "checkpoint", "label": "bench",
+         "filename": "big.safetensors"}
+options = Settings(connections=8, segment_bytes=4 * 1024 * 1024, min_split_bytes=1)
+result = execute(make_plan([entry], sys.argv[3], options), sys.argv[3], options)
+assert not result["errors"], result["errors"]
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print(int(line.split()[1]))
+"""
+
+
+def data_file(path: Path, size: int) -> Path:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as handle:
+        for _ in range(size >> 20):
+            handle.write(block)
+    return path
+
+
+def best(runs: int, action) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def ours(url: str, forge: Path, connections: int) -> None:
+    shutil.rmtree(forge, ignore_errors=True)
+    forge.mkdir()
+    entry = {
+        "source": "url",
+        "url": url,
+        "kind": "checkpoint",
+        "label": "bench",
+        "filename": "m.safetensors",
+    }
+    options = Settings(connections=connections, segment_bytes=4 * 1024 * 1024, min_split_bytes=1)
+    result = execute(make_plan([entry], str(forge), options), str(forge), options)
+    assert not result["errors"], result["errors"]
+
+
+def curl(url: str, out: Path) -> None:
+    subprocess.run(["curl", "-sSf", "-o", str(out), url], check=True)
+
+
+def present_model(tmp: Path, size: int) -> tuple[Path, dict, float]:
+    """A sparse model of ``size`` recorded in the manifest as a first run leaves it.
+
+    Returns the Forge folder, its catalog entry, and how long sha256 of the file took.
+    """
+    forge = tmp / f"forge-{size}"
+    folder = forge / "models" / "Stable-diffusion"
+    folder.mkdir(parents=True)
+    path = folder / "model.safetensors"
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    start = time.perf_counter()
+    digest = sha256_file(str(path))
+    hash_s = time.perf_counter() - start
+    entry = {
+        "source": "url",
+        "url": "https://models.invalid/model.safetensors",
+        "kind": "checkpoint",
+        "label": "bench",
+        "sha256": digest,
+    }
+    first = execute(make_plan([entry], str(forge), Settings()), str(forge), Settings())
+    assert [f["action"] for f in first["files"]] == ["verified"], first
+    return forge, entry, hash_s
+
+
+def rerun(forge: Path, entry: dict) -> None:
+    plan = make_plan([entry], str(forge), Settings())
+    assert plan[0]["action"] == "present"
+    execute(plan, str(forge), Settings())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=256)
+    parser.add_argument("--capped-mb", type=int, default=100)
+    args = parser.parse_args()
+    missed = []
+    with tempfile.TemporaryDirectory() as name, ModelHub() as hub:
+        tmp = Path(name)
+        blob = hub.add_blob(data_file(tmp / "big.bin", args.size_mb << 20))
+        url = hub.cdn_url(blob)
+        curl(url, tmp / "warm")  # page cache warm for both sides
+        curl_times, ours_times = [], []
+        for _ in range(5):  # interleaved rounds: both sides see the same machine load
+            curl_times.append(best(1, lambda: curl(url, tmp / "curl.out")))
+            ours_times.append(best(1, lambda: ours(url, tmp / "forge1", 1)))
+        curl_s, ours_s = min(curl_times), min(ours_times)
+        ratio1 = curl_s / ours_s
+        print(
+            f"1. loopback, one stream, {args.size_mb} MiB, best of 5 each: "
+            f"curl {args.size_mb / curl_s:.0f} MiB/s, "
+            f"ours {args.size_mb / ours_s:.0f} MiB/s -> ratio {ratio1:.2f} (target >= 0.9)"
+        )
+        if ratio1 < 0.9:
+            missed.append("single-stream throughput below 0.9x curl")
+
+        capped = hub.add_blob(data_file(tmp / "capped.bin", args.capped_mb << 20))
+        capped_url = hub.cdn_url(capped)
+        hub.state.bytes_per_second = 20 * 1000 * 1000
+        curl_capped = best(1, lambda: curl(capped_url, tmp / "curl2.out"))
+        ours_capped = best(1, lambda: ours(capped_url, tmp / "forge2", 8))
+        hub.state.bytes_per_second = None
+        ratio2 = curl_capped / ours_capped
+        print(
+            f"2. 20 MB/s per connection, {args.capped_mb} MiB: curl {curl_capped:.1f} s, "
+            f"ours (8 connections) {ours_capped:.1f} s -> {ratio2:.1f}x (target >= 3.5x)"
+        )
+        if ratio2 < 3.5:
+            missed.append("capped multi-connection speed-up below 3.5x")
+
+        small, small_entry, _ = present_model(tmp, 1 << 30)
+        big, big_entry, big_hash = present_model(tmp, 8 << 30)
+        small_times, big_times = [], []
+        for _ in range(50):  # interleaved, so both sizes see the same machine
+            small_times.append(best(1, lambda: rerun(small, small_entry)))
+            big_times.append(best(1, lambda: rerun(big, big_entry)))
+        small_s, big_s = sorted(small_times)[25], sorted(big_times)[25]
+        ratio3 = big_s / small_s
+        print(
+            f"3. re-run, all present (median of 50): 1 GiB {small_s * 1000:.2f} ms, "
+            f"8 GiB {big_s * 1000:.2f} ms "
+            f"-> ratio {ratio3:.2f} (target <= 1.1); sha256 of the 8 GiB file {big_hash:.1f} s "
+            f"= {big_hash / big_s:,.0f}x the re-run"
+        )
+        if ratio3 > 1.1:
+            missed.append("re-run cost grows with model bytes")
+        if big_hash / big_s < 100:
+            missed.append("re-run not far below hashing")
+
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD, str(ROOT / "module_utils"), url, str(tmp / "forge3")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peak_mb = int(child.stdout.split()[-1]) / 1024
+        print(
+            f"4. peak RSS downloading {args.size_mb} MiB over 8 connections: {peak_mb:.1f} MB "
+            "(target < 100 MB)"
+        )
+        if peak_mb >= 100:
+            missed.append("peak RSS 100 MB or more")
+    for miss in missed:
+        print(f"MISSED: {miss}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
