@@ -11,11 +11,35 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 
+import yaml
+
+from . import stand_ins
 from .image import ensure_image
 from .paths import REPO_ROOT
 from .vms import Lab, LabError
+
+
+def run_site(lab: Lab, args: argparse.Namespace) -> int:
+    """Bring the lab up (keeping what runs), serve the stand-ins, run site.yml against it."""
+    running = [c for c in lab.containers() if c.running]
+    inventory = lab.up(max(args.count, len(running)))
+    gateway = yaml.safe_load(inventory.read_text())["all"]["vars"]["lab_network_gateway"]
+    playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    with stand_ins.running(gateway, lab.state_dir / "stand-ins.yml") as extra_vars:
+        command = [
+            playbook,
+            "-i",
+            str(inventory),
+            "-e",
+            f"@{extra_vars}",
+            "site.yml",
+            *args.playbook_args,
+        ]
+        print("forge-lab: " + " ".join(command), flush=True)
+        return subprocess.run(command, cwd=REPO_ROOT, check=False).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,14 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "image":
             print(ensure_image(force=args.rebuild))
         elif args.command == "site":
-            running = [c for c in lab.containers() if c.running]
-            count = max(args.count, len(running))
-            inventory = lab.up(count)
-            playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-            os.chdir(REPO_ROOT)
-            command = [playbook, "-i", str(inventory), "site.yml", *args.playbook_args]
-            print("forge-lab: " + " ".join(command), flush=True)
-            os.execv(playbook, command)  # noqa: S606 - argument list, no shell: hand over to ansible
+            return run_site(lab, args)
     except LabError as error:
         print(f"forge-lab: {error}", file=sys.stderr)
         return 1
