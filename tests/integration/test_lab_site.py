@@ -1,0 +1,56 @@
+"""`forge-lab site`, as the README tells a newcomer: converge twice, the second changes nothing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from lab import podman
+from lab.paths import REPO_ROOT
+from lab.vms import Lab
+from tests.conftest import _free_port_block
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+FORGE = "/home/azureuser/stable-diffusion-webui-forge"
+RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def site(name: str, port: int) -> tuple[int, dict[str, tuple[int, int, int]], str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "--lab", name, "--base-port", str(port), "site"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    recap = {h: (int(c), int(u), int(f)) for h, c, u, f in RECAP.findall(done.stdout)}
+    return done.returncode, recap, done.stdout + done.stderr
+
+
+def test_site_converges_two_vms_with_stand_ins_and_reruns_with_no_change():
+    name = "t-lab-site"
+    lab = Lab(name=name)
+    lab.down()
+    port = _free_port_block(2)
+    try:
+        rc, recap, output = site(name, port)
+        assert rc == 0, output[-4000:]
+        assert sorted(recap) == [f"{name}-1", f"{name}-2"]
+        assert all(changed > 0 and failed == 0 for changed, _, failed in recap.values())
+        for host in recap:  # the demo catalog landed through the stand-ins
+            listing = podman.exec_in(
+                host, "ls", f"{FORGE}/models/Lora", f"{FORGE}/models/Stable-diffusion"
+            )
+            assert "detail-tweaker.safetensors" in listing
+            assert "tiny-sd15.safetensors" in listing
+        rc, recap, output = site(name, port)
+        assert rc == 0, output[-4000:]
+        assert recap == {f"{name}-1": (0, 0, 0), f"{name}-2": (0, 0, 0)}
+        listing = lab.status()
+        assert [row["state"] for row in listing] == ["running", "running"]
+    finally:
+        lab.down()
