@@ -18,23 +18,33 @@ description:
   - Fails before any byte moves when the downloads still to do do not fit on the disk.
   - Tokens are sent only as C(Authorization) headers to their own host, never to the CDN or
     storage host a redirect points at, never in a URL, a message or the result.
-  - In check mode only the metadata is asked for; the result says what would be downloaded
-    and how many bytes.
+  - In check mode only the metadata is asked for (HEAD on Hugging Face, the CivitAI API) and
+    the free disk space is checked; the result says what would be downloaded or repaired and
+    how many bytes, and nothing on disk changes. C(changed) is true when a file would be
+    downloaded or repaired; a file whose size or mtime changed but whose size is still right
+    is reported as C(verify) (only hashing it can tell).
+  - Values of catalog C(headers) (e.g. a private mirror's Authorization) are masked in the
+    module's output like the token options.
 options:
   forge_dir:
     description: The Forge checkout; files go to its C(models/...) folders by kind.
     type: path
     required: true
+    aliases: [dest]
   entries:
     description: Normalized catalog entries (M(model_catalog) C(entries)).
     type: list
     elements: dict
     required: true
   huggingface_token:
-    description: Hugging Face access token (gated repositories need one with access).
+    description:
+      - Hugging Face access token (gated repositories need one with access).
+      - Sent only to O(huggingface_endpoint)'s host, never to the CDN it redirects to.
     type: str
   civitai_api_key:
-    description: CivitAI API key.
+    description:
+      - CivitAI API key, sent only as an C(Authorization) header to O(civitai_endpoint)'s
+        host, never in a URL, never to the storage host the download redirects to.
     type: str
   huggingface_endpoint:
     description: Hugging Face base URL.
@@ -70,12 +80,29 @@ author: Forge Fleet
 """
 
 EXAMPLES = r"""
-- name: Download the models
+- name: Plan the downloads (what and how many bytes; changes nothing)
   model_download:
     forge_dir: /home/azureuser/stable-diffusion-webui-forge
     entries: "{{ catalog.entries }}"
     huggingface_token: "{{ models_huggingface_token }}"
-  no_log: false  # the token option is no_log in the module itself
+  check_mode: true
+  register: plan
+
+- name: Download the models, watching /var/tmp/models-progress.json
+  model_download:
+    forge_dir: /home/azureuser/stable-diffusion-webui-forge
+    entries: "{{ catalog.entries }}"
+    huggingface_token: "{{ models_huggingface_token }}"
+    civitai_api_key: "{{ models_civitai_api_key }}"
+    connections_per_file: 8
+    parallel_files: 2
+    progress_file: /var/tmp/models-progress.json
+
+- name: Re-hash every file, whatever the manifest says
+  model_download:
+    forge_dir: /home/azureuser/stable-diffusion-webui-forge
+    entries: "{{ catalog.entries }}"
+    verify: true
 """
 
 RETURN = r"""
@@ -83,14 +110,29 @@ files:
   description: >-
     Per file - label, destination (relative to forge_dir), path, kind, base_model (CivitAI),
     size, sha256, action (present, verified, downloaded, repaired; in check mode download,
-    verify or present with bytes_to_fetch).
+    repair, verify or present with bytes_to_fetch).
   type: list
   elements: dict
   returned: always
+  sample:
+    - label: models_catalog[0] (black-forest-labs/FLUX.1-dev/ae.safetensors)
+      destination: models/VAE/ae.safetensors
+      path: /home/azureuser/stable-diffusion-webui-forge/models/VAE/ae.safetensors
+      kind: vae
+      size: 335304388
+      sha256: afc8e28272cd15db3919bacdb6918ce9c1ed22e96cb12c4d5ed0fba823529e38
+      action: downloaded
 bytes_to_fetch:
   description: Bytes still to download (check mode and real runs alike).
   type: int
   returned: always
+totals:
+  description: >-
+    Counts per action (downloaded, repaired, verified, present, and in check mode download,
+    repair, verify), files, bytes_to_fetch, and bytes (size of all files in the result).
+  type: dict
+  returned: always
+  sample: {files: 3, downloaded: 1, present: 2, bytes_to_fetch: 335304388, bytes: 12000000000}
 errors:
   description: One message per file that could not be made right.
   type: list
@@ -108,6 +150,15 @@ from ansible.module_utils.forge_fleet.http_download import (
     make_plan,
 )
 
+
+def totals(files: list[dict], to_fetch: int) -> dict:
+    counts: dict = {"files": len(files), "bytes_to_fetch": to_fetch}
+    for item in files:
+        counts[item["action"]] = counts.get(item["action"], 0) + 1
+    counts["bytes"] = sum(item.get("size") or 0 for item in files)
+    return counts
+
+
 PLAN_KEYS = (
     "label",
     "destination",
@@ -124,7 +175,7 @@ PLAN_KEYS = (
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "forge_dir": {"type": "path", "required": True},
+            "forge_dir": {"type": "path", "required": True, "aliases": ["dest"]},
             "entries": {"type": "list", "elements": "dict", "required": True},
             "huggingface_token": {"type": "str", "no_log": True},
             "civitai_api_key": {"type": "str", "no_log": True},
@@ -140,6 +191,11 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
+    for entry in p["entries"]:
+        # Catalog headers may carry credentials: mask them wherever the output shows them.
+        for value in (entry.get("headers") or {}).values():
+            if value:
+                module.no_log_values.add(str(value))
     settings = Settings(
         hf_endpoint=p["huggingface_endpoint"],
         civitai_endpoint=p["civitai_endpoint"],
@@ -164,14 +220,15 @@ def main() -> None:
                 bytes_to_fetch=0,
             )
         to_fetch = sum(item.get("bytes_to_fetch", 0) for item in plan)
+        check_disk(plan, p["forge_dir"])  # a read-only probe: check mode fails alike
         if module.check_mode:
             files = [{k: item.get(k) for k in PLAN_KEYS} for item in plan]
             module.exit_json(
-                changed=any(item["action"] == "download" for item in plan),
+                changed=any(item["action"] in ("download", "repair") for item in plan),
                 files=files,
                 bytes_to_fetch=to_fetch,
+                totals=totals(files, to_fetch),
             )
-        check_disk(plan, p["forge_dir"])
         outcome = execute(plan, p["forge_dir"], settings)
     except DownloadError as error:
         module.fail_json(msg=str(error), files=[], bytes_to_fetch=0)
@@ -182,9 +239,15 @@ def main() -> None:
             errors=outcome["errors"],
             files=outcome["files"],
             bytes_to_fetch=to_fetch,
+            totals=totals(outcome["files"], to_fetch),
             changed=outcome["changed"],
         )
-    module.exit_json(changed=outcome["changed"], files=outcome["files"], bytes_to_fetch=to_fetch)
+    module.exit_json(
+        changed=outcome["changed"],
+        files=outcome["files"],
+        bytes_to_fetch=to_fetch,
+        totals=totals(outcome["files"], to_fetch),
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ redirect to another host, never appear in a URL, an error, the manifest or the p
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import http.client
 import json
@@ -116,18 +117,23 @@ def request(
     *,
     headers: dict[str, str] | None = None,
     auth: str | None = None,
+    private_headers: dict[str, str] | None = None,
+    auth_origin: tuple[str, str, int | None] | None = None,
     follow: bool = True,
 ) -> Response:
-    """One request; redirects are followed by hand so the Authorization header is sent only
-    to the origin it was meant for and never to a CDN or storage host."""
-    auth_origin = _origin(url)
+    """One request; redirects are followed by hand so the Authorization header (and any
+    catalog-declared header, which may carry a secret) is sent only to the origin it was meant
+    for (``auth_origin``, by default the first URL's) and never to a CDN or storage host."""
+    auth_origin = auth_origin or _origin(url)
     for _ in range(6):
         conn = _connect(url, settings)
         parts = urllib.parse.urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         sent = {"User-Agent": USER_AGENT, **(headers or {})}
-        if auth and _origin(url) == auth_origin:
-            sent["Authorization"] = f"Bearer {auth}"
+        if _origin(url) == auth_origin:
+            sent.update(private_headers or {})
+            if auth:
+                sent["Authorization"] = f"Bearer {auth}"
         try:
             conn.request(method, target or "/", headers=sent)
             resp = conn.getresponse()
@@ -144,9 +150,24 @@ def request(
     raise DownloadError(f"too many redirects from {public_url(url)}")
 
 
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
 def _retry_delay(settings: Settings, attempt: int, retry_after: str | None) -> float:
-    if retry_after and retry_after.strip().isdigit():
-        return min(float(retry_after), settings.max_backoff)
+    asked = retry_after_seconds(retry_after)
+    if asked is not None:
+        return min(asked, settings.max_backoff)
     return min(settings.backoff * (2**attempt), settings.max_backoff)
 
 
@@ -214,15 +235,33 @@ def _hf_resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
     )
     label = entry["label"]
 
-    def action():
-        resp = request("HEAD", url, settings, auth=settings.hf_token, follow=False)
-        resp.resp.read()
-        resp.close()
-        if resp.status in RETRY_STATUSES:
-            raise _Retryable(f"HTTP {resp.status} from Hugging Face", resp.header("Retry-After"))
-        return resp
+    hub = _origin(url)
 
-    resp = _with_retries(label, settings, action)
+    def action():
+        target = url
+        for _ in range(5):
+            resp = request("HEAD", target, settings, auth=settings.hf_token, follow=False)
+            resp.resp.read()
+            resp.close()
+            if resp.status in RETRY_STATUSES:
+                raise _Retryable(
+                    f"HTTP {resp.status} from Hugging Face", resp.header("Retry-After")
+                )
+            location = resp.header("Location")
+            if (
+                resp.status in (301, 302, 307, 308)
+                and location
+                and not resp.header("X-Linked-Size")
+                and _origin(urllib.parse.urljoin(target, location)) == hub
+            ):
+                # A renamed repository redirects on the hub itself: ask again there, with the
+                # token (same host); a redirect to the CDN carries the metadata and ends here.
+                target = urllib.parse.urljoin(target, location)
+                continue
+            return target, resp
+        raise DownloadError(f"{label}: too many redirects on Hugging Face for {repo}/{path}")
+
+    url, resp = _with_retries(label, settings, action)
     code = resp.header("X-Error-Code") or ""
     if resp.status in (401, 403):
         if code == "GatedRepo" or resp.status == 403:
@@ -246,12 +285,14 @@ def _hf_resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
         )
     if resp.status not in (200, 301, 302, 303, 307, 308):
         raise DownloadError(f"{label}: HTTP {resp.status} from Hugging Face for {repo}/{path}")
-    etag = (resp.header("X-Linked-Etag") or resp.header("ETag") or "").strip('"').replace("W/", "")
+    etag = (resp.header("X-Linked-Etag") or resp.header("ETag") or "").replace("W/", "").strip('"')
     size = resp.header("X-Linked-Size") or resp.header("Content-Length")
     location = resp.header("Location")
+    target = urllib.parse.urljoin(url, location) if location else url
     return {
-        "url": urllib.parse.urljoin(url, location) if location else url,
-        "auth": None if location else settings.hf_token,
+        "url": target,
+        # A redirect on the hub itself (a renamed repo) still needs the token; the CDN never.
+        "auth": settings.hf_token if _origin(target) == _origin(url) else None,
         "sha256": entry.get("sha256") or (etag.lower() if len(etag) == 64 else None),
         "size": int(size) if size and size.isdigit() else None,
         "revision": resp.header("X-Repo-Commit") or revision,
@@ -410,7 +451,10 @@ def make_plan(
     """What each entry needs: present (nothing), verify, download or repair.
 
     A file recorded in the manifest for the same catalog entry, with the same size and mtime,
-    is present without asking upstream or reading it.
+    is present without asking upstream or reading it. A file whose size differs from what
+    upstream announces, or whose recorded sha256 differs from the expected one, is a repair
+    (known without reading it); any other unrecorded or changed file is hashed (verify) and
+    repaired only if its sha256 is wrong.
     """
     manifest = load_manifest(forge_dir)
     recorded = {v.get("entry_key"): (k, v) for k, v in manifest.items()}
@@ -442,19 +486,21 @@ def make_plan(
         record = manifest.get(item["destination"])
         if stat is None:
             item["action"] = "download"
-        elif (
-            record
-            and not settings.verify
-            and stat == (record["size"], record["mtime_ns"])
-            and item.get("sha256") in (None, record["sha256"])
-        ):
-            item["action"] = "present"
+        elif item.get("size") is not None and stat[0] != item["size"]:
+            item["action"] = "repair"
+        elif record and not settings.verify and stat == (record["size"], record["mtime_ns"]):
+            same = item.get("sha256") in (None, record["sha256"])
+            item["action"] = "present" if same else "repair"
+            if same:
+                item["sha256"], item["size"] = record["sha256"], record["size"]
         else:
             item["action"] = "verify"  # may turn into a repair once hashed
         partial = _stat(path + ".partial")
         expected = item.get("size") or item.get("size_estimate") or 0
         item["bytes_to_fetch"] = (
-            max(expected - (partial[0] if partial else 0), 0) if item["action"] == "download" else 0
+            max(expected - (partial[0] if partial else 0), 0)
+            if item["action"] in ("download", "repair")
+            else 0
         )
         plan.append(item)
     problems = find_duplicate_destinations([(p["label"], p["destination"]) for p in plan])
@@ -525,6 +571,24 @@ class Progress:
         self.finished = False
         self.result: dict[str, Any] | None = None
 
+    def queue(self, destination: str, total: int | None) -> None:
+        """A file that will be fetched or hashed: listed from the first write on."""
+        with self.lock:
+            self.files[destination] = {
+                "destination": destination,
+                "total": total,
+                "done": 0,
+                "start_done": 0,
+                "started": time.time(),
+                "state": "queued",
+            }
+
+    def keep_writing(self, stop: threading.Event) -> None:
+        """Rewrite the file every interval even while no byte arrives (a stall, a retry
+        back-off, a long hash), so a watcher always sees a fresh ``updated``."""
+        while not stop.wait(self.interval):
+            self.write()
+
     def start(self, destination: str, total: int | None, done: int = 0) -> None:
         with self.lock:
             self.files[destination] = {
@@ -547,13 +611,14 @@ class Progress:
         with self.lock:
             if destination in self.files:
                 self.files[destination]["state"] = state
+                self.files[destination]["ended"] = time.time()
         self.write()
 
     def snapshot(self) -> dict[str, Any]:
         now = time.time()
         files = []
         for item in self.files.values():
-            elapsed = max(now - item["started"], 1e-6)
+            elapsed = max(item.get("ended", now) - item["started"], 1e-6)
             rate = (item["done"] - item["start_done"]) / elapsed
             remaining = (item["total"] - item["done"]) if item["total"] else None
             files.append(
@@ -568,6 +633,9 @@ class Progress:
                     else None,
                 }
             )
+        for entry in files:
+            if entry["state"] == "queued":
+                entry["rate_bytes_per_s"], entry["eta_s"] = 0, None
         active = [f for f in files if f["state"] == "downloading"]
         done = sum(f["bytes_done"] for f in files)
         total = sum(f["bytes_total"] or f["bytes_done"] for f in files)
@@ -637,14 +705,21 @@ class _Fetch:
         self.settings = settings
         self.progress = progress
         self.label = item["label"]
-        self.headers = dict(item.get("headers") or {})
+        # Catalog headers (e.g. a private mirror's Authorization) go only to the URL's own
+        # origin, never to a host it redirects to.
+        self.private_headers = dict(item.get("headers") or {})
 
     def _open(self, start: int, end: int | None = None) -> Response:
-        headers = dict(self.headers)
+        headers: dict[str, str] = {}
         if start or end is not None:
             headers["Range"] = f"bytes={start}-{'' if end is None else end}"
         resp = request(
-            "GET", self.item["url"], self.settings, headers=headers, auth=self.item.get("auth")
+            "GET",
+            self.item["url"],
+            self.settings,
+            headers=headers,
+            auth=self.item.get("auth"),
+            private_headers=self.private_headers,
         )
         if resp.status not in (200, 206):
             error = _status_error(resp, self.label)
@@ -959,12 +1034,15 @@ def _execute_one(
         "declared_family": item.get("declared_family"),
     }
     if action == "present":
+        # Known by its entry: nothing to record. Found by destination for a changed entry
+        # (e.g. a new label): record the new entry key so the next run asks nobody.
+        fresh = item.get("url") is not None
         return {
             **result,
             "action": "present",
             "sha256": item["sha256"],
             "size": item["size"],
-            "record": None,
+            "record": _record(forge_dir, item, item["sha256"]) if fresh else None,
         }
     if action == "verify":
         actual = sha256_file(path)
@@ -981,7 +1059,7 @@ def _execute_one(
     progress.end(item["destination"], "done")
     return {
         **result,
-        "action": "repaired" if action == "repaired" else "downloaded",
+        "action": "repaired" if action in ("repair", "repaired") else "downloaded",
         "sha256": sha,
         "size": os.path.getsize(path),
         "record": _record(forge_dir, item, sha),
@@ -991,6 +1069,13 @@ def _execute_one(
 def execute(plan: list[dict[str, Any]], forge_dir: str, settings: Settings) -> dict[str, Any]:
     """Carry out a plan; returns {"files": [...], "errors": [...], "changed": bool}."""
     progress = Progress(settings.progress_file, settings.progress_interval)
+    for item in plan:
+        if item["action"] in ("download", "repair"):
+            progress.queue(item["destination"], item.get("size") or item.get("size_estimate"))
+    progress.write()  # replaces a finished file from an earlier run straight away
+    stop = threading.Event()
+    writer = threading.Thread(target=progress.keep_writing, args=(stop,), daemon=True)
+    writer.start()
     results: list[dict[str, Any]] = []
     errors: list[str] = []
     manifest = load_manifest(forge_dir)
@@ -1018,6 +1103,8 @@ def execute(plan: list[dict[str, Any]], forge_dir: str, settings: Settings) -> d
         if manifest != load_manifest(forge_dir):
             save_manifest(forge_dir, manifest)  # a re-run with nothing to do writes nothing
     finally:
+        stop.set()
+        writer.join()
         progress.finished = True
         progress.result = {"errors": len(errors), "files": len(results)}
         progress.write()
