@@ -29,6 +29,16 @@ options:
     type: list
     elements: str
     default: []
+  model_bundles:
+    description: Catalog bundles (models_bundles); the families of their models are checked too.
+    type: list
+    elements: str
+    default: []
+  model_catalog:
+    description: Catalog entries (models_catalog); each C(base_model) is checked too.
+    type: list
+    elements: raw
+    default: []
   vram_gib:
     description: Overrides of the GiB of GPU memory each family needs.
     type: dict
@@ -55,9 +65,16 @@ author: Forge Fleet
 EXAMPLES = r"""
 - name: Check GPU, driver and CUDA
   gpu_facts:
-    model_families: [flux_dev]
+    host: "{{ inventory_hostname }}"
+    model_families: [sdxl]
+    model_bundles: [flux1_dev_fp8]
     free_disk_bytes: "{{ disk.free_bytes }}"
   register: gpu
+
+- name: Stop a host that cannot run Forge
+  ansible.builtin.assert:
+    that: gpu.verdict != 'fail'
+    fail_msg: "{{ gpu.problems | join(' ') }}"
 """
 
 RETURN = r"""
@@ -83,6 +100,11 @@ notices:
   type: list
   elements: str
   returned: always
+model_families:
+  description: The families checked against GPU memory (direct, from bundles and catalog).
+  type: list
+  elements: str
+  returned: always
 torch_cuda_supported:
   description: The newest torch CUDA build the driver can run (null without a working driver).
   type: str
@@ -92,7 +114,12 @@ torch_cuda_supported:
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.forge_fleet.nvidia_gpu import probe, summary, verdict
+from ansible.module_utils.forge_fleet.nvidia_gpu import (
+    families_in_catalog,
+    probe,
+    summary,
+    verdict,
+)
 
 
 def main() -> None:
@@ -101,6 +128,8 @@ def main() -> None:
             "host": {"type": "str", "default": "this host"},
             "torch_cuda": {"type": "str", "default": "cu121"},
             "model_families": {"type": "list", "elements": "str", "default": []},
+            "model_bundles": {"type": "list", "elements": "str", "default": []},
+            "model_catalog": {"type": "list", "elements": "raw", "default": []},
             "vram_gib": {"type": "dict", "default": {}},
             "vram_shortfall": {"type": "str", "choices": ["fail", "warn"], "default": "fail"},
             "free_disk_bytes": {"type": "int"},
@@ -128,18 +157,21 @@ def main() -> None:
         return (done.returncode, done.stdout, done.stderr)
 
     found = probe(run)
+    families = families_in_catalog(
+        params["model_families"], params["model_bundles"], params["model_catalog"]
+    )
     judged = verdict(
         params["host"],
         found,
         torch_cuda=params["torch_cuda"],
-        families=params["model_families"],
+        families=families,
         free_disk_bytes=params["free_disk_bytes"],
         min_free_disk_gb=params["min_free_disk_gb"],
         vram_shortfall=params["vram_shortfall"],
         vram_table=params["vram_gib"],
     )
     judged["notices"] = judged.pop("warnings")
-    module.exit_json(changed=False, gpu=summary(found), **judged)
+    module.exit_json(changed=False, gpu=summary(found), model_families=families, **judged)
 
 
 if __name__ == "__main__":

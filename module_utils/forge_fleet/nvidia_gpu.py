@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from .catalog import BUNDLES
+
 if TYPE_CHECKING:  # annotations only: the VMs may run Python 3.8
     from collections.abc import Callable
 
@@ -21,8 +23,13 @@ AZURE_GPU_SIZES = (
     "an NC-series size (NCasT4_v3 with T4, NC A100 v4, NCads H100 v5) or an ND-series size"
 )
 
-# Minimum Linux driver for the CUDA runtime a torch wheel bundles (CUDA minor-version
-# compatibility within a major; NVIDIA's CUDA Toolkit release notes, table 3).
+# Minimum Linux driver for the CUDA runtime a torch wheel bundles. torch wheels carry their
+# own CUDA runtime, so CUDA minor-version compatibility applies within a major (NVIDIA's CUDA
+# Toolkit release notes, "CUDA Toolkit and Minimum Required Driver Version for CUDA Minor
+# Version Compatibility": 11.x >= 450.80.02, 12.x >= 525.60.13). The toolkit's own driver
+# (full compatibility) is higher: cu118 520.61.05, cu121 530.30.02, cu124 550.54.14,
+# cu126 560.28.03, cu128 570.26. cu128 is held to its toolkit driver: its wheels are the
+# Blackwell builds and PyTorch documents them for driver >= 570.
 TORCH_CUDA_MIN_DRIVER = {
     "cu118": "450.80.02",
     "cu121": "525.60.13",
@@ -102,10 +109,27 @@ def probe(run: Runner) -> dict[str, Any]:
         result["problem"] = "no_gpu"
         return result
     result["driver_version"] = result["gpus"][0].get("driver_version")
-    banner = run(["nvidia-smi", "-q"])
-    if banner is not None and banner[0] == 0:
-        result["cuda_version"] = parse_cuda_version(banner[1])
+    # The query interface has no CUDA field: read it from -q, else from the banner table.
+    for argv in (["nvidia-smi", "-q"], ["nvidia-smi"]):
+        answer = run(argv)
+        if answer is not None and answer[0] == 0:
+            result["cuda_version"] = parse_cuda_version(answer[1])
+            if result["cuda_version"]:
+                break
     return result
+
+
+def families_in_catalog(
+    families: list[str], bundles: list[str] | None = None, catalog: list[Any] | None = None
+) -> list[str]:
+    """Model families named directly, by the catalog's bundles and by its entries' base_model."""
+    found = list(families)
+    for bundle in bundles or []:
+        found += [e["base_model"] for e in BUNDLES.get(bundle, []) if e.get("base_model")]
+    for entry in catalog or []:
+        if isinstance(entry, dict) and entry.get("base_model"):
+            found.append(entry["base_model"])
+    return sorted(set(found))
 
 
 def newest_torch_cuda(driver_version: str) -> str | None:

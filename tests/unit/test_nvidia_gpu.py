@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from forge_fleet.nvidia_gpu import (
+    families_in_catalog,
     newest_torch_cuda,
     parse_cuda_version,
     parse_query_csv,
@@ -161,3 +167,128 @@ def test_two_gpus_are_counted():
     found = probe(fake_smi([("--query-gpu", (0, csv, "")), ("-q", (0, Q_535, ""))]))
     assert summary(found)["count"] == 2
     assert summary(found)["names"] == ["Tesla T4", "Tesla T4"]
+
+
+# The banner of a 470 driver: the older, 79-column layout (NVIDIA's default nvidia-smi output).
+BANNER_470 = """\
++-----------------------------------------------------------------------------+
+| NVIDIA-SMI 470.256.02   Driver Version: 470.256.02   CUDA Version: 11.4     |
+|-------------------------------+----------------------+----------------------+
+| GPU  Name        Persistence-M| Bus-Id        Disp.A | Volatile Uncorr. ECC |
+"""
+
+
+def test_cuda_version_is_read_from_the_old_banner_layout():
+    assert parse_cuda_version(BANNER_470) == "11.4"
+
+
+def test_probe_falls_back_to_the_banner_when_q_has_no_cuda_version():
+    def run(argv):
+        if len(argv) == 1:
+            return (0, BANNER, "")
+        if argv[1] == "-q":
+            return (0, "Driver Version : 550.127.05\n", "")
+        return (0, T4_CSV, "")
+
+    assert probe(run)["cuda_version"] == "12.4"
+
+
+def test_a_timed_out_nvidia_smi_is_a_failure_with_its_reason():
+    found = probe(fake_smi([("--query-gpu", (124, "", "nvidia-smi did not answer within 30s"))]))
+    assert found["problem"] == "nvidia_smi_failed"
+    [message] = judge(found)["problems"]
+    assert (
+        message
+        == "GPU check failed on lab-1: nvidia-smi failed: nvidia-smi did not answer within 30s"
+    )
+
+
+def test_an_empty_gpu_list_names_the_azure_gpu_sizes():
+    found = probe(fake_smi([("--query-gpu", (0, "", ""))]))
+    assert found["problem"] == "no_gpu"
+    assert "NC-series" in judge(found)["problems"][0]
+
+
+def test_catalog_bundles_and_entries_add_their_families():
+    families = families_in_catalog(
+        ["sd1"],
+        ["flux1_dev_fp8", "sdxl_base"],
+        [{"source": "civitai", "version_id": 1, "base_model": "sd3"}, {"source": "url"}],
+    )
+    assert families == ["flux_dev", "sd1", "sd3", "sdxl"]
+
+
+# The lab's nvidia-smi double, run here for each scenario: the parser must read what it prints.
+DOUBLE = Path(__file__).parents[1] / "doubles/rootfs/usr/local/lib/forge-lab/nvidia-smi"
+
+
+def double(scenario):
+    def run(argv):
+        done = subprocess.run(
+            [sys.executable, str(DOUBLE), *argv[1:]],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "FORGE_LAB_GPU_SCENARIO": scenario},
+        )
+        return (done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        ("t4", (1, "Tesla T4", 15360, "7.5", "535.183.01", "12.2", "ok")),
+        ("a100", (1, "NVIDIA A100 80GB PCIe", 81920, "8.0", "535.183.01", "12.2", "ok")),
+        ("h100", (1, "NVIDIA H100 80GB HBM3", 81559, "9.0", "550.127.05", "12.4", "ok")),
+        ("two-t4", (2, "Tesla T4", 15360, "7.5", "535.183.01", "12.2", "ok")),
+        ("old-470", (1, "Tesla T4", 15109, None, "470.256.02", "11.4", "fail")),
+        ("not-loaded", (0, None, 0, None, None, None, "fail")),
+    ],
+)
+def test_every_double_scenario_is_read_and_judged(scenario, expected):
+    found = probe(double(scenario))
+    gpu = summary(found)
+    keys = ("count", "name", "memory_mib", "compute_capability", "driver_version", "cuda_version")
+    assert (*(gpu[k] for k in keys), judge(found)["verdict"]) == expected
+
+
+def test_double_rejects_an_unknown_query_field_like_nvidia_smi():
+    rc, out, _ = double("t4")(["nvidia-smi", "--query-gpu=name,cuda_version", "--format=csv"])
+    assert (rc, out) == (2, 'Field "cuda_version" is not a valid field to query.\n\n')
+
+
+def test_double_prints_units_in_csv_headers_and_cells_unless_nounits():
+    rc, out, _ = double("two-t4")(
+        ["nvidia-smi", "--query-gpu=index,memory.total,utilization.gpu", "--format=csv"]
+    )
+    assert (rc, out.splitlines()) == (
+        0,
+        [
+            "index, memory.total [MiB], utilization.gpu [%]",
+            "0, 15360 MiB, 0 %",
+            "1, 15360 MiB, 0 %",
+        ],
+    )
+
+
+def test_double_lists_gpus_with_their_uuids():
+    rc, out, _ = double("two-t4")(["nvidia-smi", "-L"])
+    assert rc == 0
+    assert out.splitlines()[1] == "GPU 1: Tesla T4 (UUID: GPU-22222222-2f4b-6a77-9c1e-0b7f5a1d2e31)"
+
+
+def test_double_fails_every_call_with_exit_9_when_the_driver_is_not_loaded():
+    rc, out, _ = double("not-loaded")(["nvidia-smi", "-L"])
+    assert rc == 9
+    assert out.startswith("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA")
+
+
+@pytest.mark.parametrize(("scenario", "width"), [("old-470", 79), ("t4", 89), ("h100", 91)])
+def test_double_banner_has_the_layout_of_its_driver_branch(scenario, width):
+    rc, out, _ = double(scenario)(["nvidia-smi"])
+    table = out.splitlines()[1:]
+    assert rc == 0
+    assert {len(line) for line in table} == {width}
+    assert "CUDA Version: " in table[1]
