@@ -45,6 +45,7 @@ class HubState:
     log: list[dict[str, Any]] = field(default_factory=list)
     # failure knobs, consumed as they fire
     fail_statuses: list[int] = field(default_factory=list)  # next CDN GETs answer these
+    api_fail_statuses: list[int] = field(default_factory=list)  # next API requests likewise
     retry_after: str = "1"
     drop_after_bytes: int | None = None  # next CDN body is cut after this many bytes
     bytes_per_second: int | None = None  # per-connection bandwidth cap on the CDN
@@ -93,6 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "path": self.path.split("?")[0],
                     "query": self.path.partition("?")[2],
                     "authorization": "Authorization" in self.headers,
+                    "headers": sorted({name.lower() for name in self.headers}),
                     "range": self.headers.get("Range"),
                 }
             )
@@ -109,6 +111,12 @@ class _ApiHandler(_Handler):
     def do_GET(self) -> None:
         self._log("api")
         path = self.path.split("?")[0]
+        with self.hub.state.lock:
+            failing = self.hub.state.api_fail_statuses
+            status = failing.pop(0) if failing else None
+        if status:
+            extra = {"Retry-After": self.hub.state.retry_after} if status == 429 else {}
+            return _send(self, status, b'{"error":"busy"}', extra)
         if match := re.match(r"^/api/v1/model-versions/(\d+)$", path):
             return self._civitai_version(int(match.group(1)))
         if match := re.match(r"^/api/v1/models/(\d+)$", path):
@@ -316,6 +324,20 @@ class _CdnHandler(_Handler):
                         time.sleep(ahead)
 
 
+WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "*")
+
+
+def check_address(address: str) -> str:
+    """The stand-in listens only on an address it is given: loopback or the lab network's
+    gateway. A wildcard would expose fake credentials and models to every network."""
+    if address.strip() in WILDCARD_ADDRESSES:
+        raise ValueError(
+            f"refusing to listen on {address!r}: pass one address, e.g. 127.0.0.1 or the "
+            "lab network's gateway"
+        )
+    return address
+
+
 class ModelHub:
     """Two servers on ``address``: the API (HF + CivitAI) and the CDN / storage host."""
 
@@ -327,7 +349,7 @@ class ModelHub:
         tls: tuple[str, str] | None = None,
     ) -> None:
         self.state = HubState()
-        self.address = address
+        self.address = check_address(address)
         self.tls = tls
         api = type("Api", (_ApiHandler,), {"hub": self})
         cdn = type("Cdn", (_CdnHandler,), {"hub": self})
@@ -357,7 +379,9 @@ class ModelHub:
 
     def start(self) -> ModelHub:
         for server in (self.api_server, self.cdn_server):
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         return self
@@ -449,5 +473,23 @@ class ModelHub:
         self.state.civitai_models.setdefault(model_id, []).insert(0, version_id)
         return version
 
+    def serve(
+        self,
+        hf: dict[tuple[str, str], str | os.PathLike] | None = None,
+        civitai: dict[int, str | os.PathLike] | None = None,
+    ) -> ModelHub:
+        """Serve real files: ``{(repo, file): path}`` and ``{version_id: path}`` (a CivitAI
+        version of model ``version_id // 10``, named after the file, type Checkpoint)."""
+        for (repo, file), path in (hf or {}).items():
+            self.add_hf_file(repo, file, path)
+        for version_id, path in (civitai or {}).items():
+            self.add_civitai_version(
+                version_id, version_id // 10, path, name=Path(path).name, model_type="Checkpoint"
+            )
+        return self
+
     def cdn_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.state.log if r["host"] == "cdn"]
+
+    def api_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.state.log if r["host"] == "api"]
