@@ -19,6 +19,17 @@ if TYPE_CHECKING:  # annotations only: the VMs may run Python 3.8
 
 QUERY_FIELDS = ("index", "name", "uuid", "driver_version", "memory.total", "compute_cap")
 NOT_LOADED_RC = 9
+NO_DEVICES_RC = 6  # "No devices were found": a driver, but no GPU it can see
+# nvidia-smi's exit codes as its manual page documents them ("RETURN VALUE"), with advice.
+NVIDIA_SMI_EXIT_ADVICE = {
+    3: "the operation is not available on this GPU",
+    4: "insufficient permissions: run nvidia-smi as the Ansible user to see why",
+    8: "the GPU's external power cables are not attached: a hardware fault, redeploy the VM",
+    10: "the NVIDIA kernel module detected an interrupt issue with the GPU: redeploy the VM",
+    12: "the NVML library was not found: reinstall the driver (its libnvidia-ml)",
+    14: "the GPU's infoROM is corrupted: a hardware fault, redeploy the VM",
+    15: "the GPU has fallen off the bus: a hardware or host fault, redeploy or restart the VM",
+}
 AZURE_GPU_SIZES = (
     "an NC-series size (NCasT4_v3 with T4, NC A100 v4, NCads H100 v5) or an ND-series size"
 )
@@ -60,9 +71,12 @@ def parse_query_csv(text: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
         cells = [c.strip() for c in line.split(",")]
         if len(cells) != len(fields):
             continue
-        row: dict[str, Any] = {field: cells[i] for i, field in enumerate(fields)}
+        # "[N/A]", "[Not Supported]": what nvidia-smi prints for a value the GPU lacks.
+        row: dict[str, Any] = {
+            field: None if cells[i].startswith("[") else cells[i] for i, field in enumerate(fields)
+        }
         for key in ("index", "memory.total"):
-            if row.get(key, "").isdigit():
+            if (row.get(key) or "").isdigit():
                 row[key] = int(row[key])
         gpus.append(row)
     return gpus
@@ -97,12 +111,9 @@ def probe(run: Runner) -> dict[str, Any]:
         ) or (127, "", "")
     if rc != 0:
         message = (out + err).strip()
-        result["problem"] = (
-            "driver_not_loaded"
-            if rc == NOT_LOADED_RC or "couldn't communicate with the NVIDIA driver" in message
-            else "nvidia_smi_failed"
-        )
+        result["problem"] = classify_failure(rc, message)
         result["detail"] = message.splitlines()[0] if message else f"exit code {rc}"
+        result["exit_code"] = rc
         return result
     result["gpus"] = parse_query_csv(out, fields)
     if not result["gpus"]:
@@ -117,6 +128,15 @@ def probe(run: Runner) -> dict[str, Any]:
             if result["cuda_version"]:
                 break
     return result
+
+
+def classify_failure(rc: int, message: str) -> str:
+    """The problem code for a failed nvidia-smi call."""
+    if rc == NOT_LOADED_RC or "couldn't communicate with the NVIDIA driver" in message:
+        return "driver_not_loaded"
+    if rc == NO_DEVICES_RC and "No devices were found" in message:
+        return "no_gpu"
+    return "nvidia_smi_failed"
 
 
 def families_in_catalog(
@@ -172,7 +192,11 @@ def verdict(
             "(DKMS); Secure Boot may block an unsigned module."
         )
     elif problem == "nvidia_smi_failed":
-        problems.append(f"GPU check failed on {host}: nvidia-smi failed: {found['detail']}")
+        advice = NVIDIA_SMI_EXIT_ADVICE.get(found.get("exit_code") or 0)
+        problems.append(
+            f"GPU check failed on {host}: nvidia-smi failed: {found['detail']}"
+            + (f" (exit code {found['exit_code']}: {advice})." if advice else "")
+        )
     elif problem == "no_gpu":
         problems.append(
             f"GPU check failed on {host}: nvidia-smi lists no GPU; "
@@ -231,6 +255,16 @@ def summary(found: dict[str, Any]) -> dict[str, Any]:
         "count": len(gpus),
         "name": gpus[0]["name"] if gpus else None,
         "names": [g["name"] for g in gpus],
+        "gpus": [
+            {
+                "index": g.get("index"),
+                "name": g["name"],
+                "uuid": g.get("uuid"),
+                "memory_mib": int(g.get("memory.total") or 0),
+                "compute_capability": g.get("compute_cap"),
+            }
+            for g in gpus
+        ],
         "memory_mib": max((int(g.get("memory.total") or 0) for g in gpus), default=0),
         "compute_capability": gpus[0].get("compute_cap") if gpus else None,
         "driver_version": found.get("driver_version"),
