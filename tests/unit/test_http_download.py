@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import time
 
 import pytest
 
@@ -15,6 +17,7 @@ from forge_fleet.http_download import (
     check_disk,
     execute,
     make_plan,
+    retry_after_seconds,
 )
 from tests.doubles.model_hub import ModelHub
 from tests.fixtures import models as m
@@ -357,3 +360,102 @@ def test_civitai_lora_for_another_base_model_is_refused_before_any_download(hub,
     assert "CivitAI says this lora is for SD 1.5 (sd1)" in problem
     assert "the catalog's models are sdxl" in problem
     assert hub.cdn_requests() == []
+
+
+def test_renamed_repo_is_followed_on_the_hub_with_the_token(hub, tmp_path, forge):
+    source = real_model(tmp_path / "a", 10_000)
+    hub.add_hf_file("org/new-name", "ae.safetensors", source, gated=True)
+    hub.state.renamed["org/old-name"] = "org/new-name"
+    result = run([hf_entry(repo="org/old-name")], forge, settings(hub))
+    assert result["errors"] == []
+    assert [r["path"] for r in hub.api_requests()] == [
+        "/org/old-name/resolve/main/ae.safetensors",
+        "/org/new-name/resolve/main/ae.safetensors",
+    ]
+    assert all(r["authorization"] for r in hub.api_requests())
+    assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
+
+
+def test_busy_hub_metadata_is_retried(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 1000))
+    hub.state.api_fail_statuses = [429, 502]
+    hub.state.retry_after = "0"
+    [item] = make_plan([hf_entry()], str(forge), settings(hub))
+    assert item["action"] == "download"
+    assert len(hub.api_requests()) == 3
+
+
+def test_url_entry_headers_reach_only_their_own_host(hub, tmp_path, forge):
+    secret = "mirror-secret-header-value"
+    hub.state.civitai_keys.add(secret)
+    hub.add_civitai_version(
+        9, 90, real_model(tmp_path / "m", 5000), name="mirror.safetensors", restricted=True
+    )
+    entry = {
+        "source": "url",
+        "url": f"{hub.api_url}/api/download/models/9",
+        "headers": {"Authorization": f"Bearer {secret}"},
+        "kind": "lora",
+        "filename": "mirror.safetensors",
+        "label": "models_catalog[2] (mirror)",
+    }
+    result = run([entry], forge, settings(hub, civitai_key=None))
+    assert result["errors"] == []
+    assert [r["authorization"] for r in hub.api_requests()] == [True]
+    assert hub.cdn_requests() and not any(r["authorization"] for r in hub.cdn_requests())
+    assert secret not in json.dumps(result)
+
+
+def test_plan_knows_a_file_of_the_wrong_size_needs_repair_without_reading_it(hub, tmp_path, forge):
+    source = real_model(tmp_path / "a", 100_000)
+    hub.add_hf_file("org/flux", "ae.safetensors", source)
+    run([hf_entry()], forge, settings(hub))
+    target = forge / "models/VAE/ae.safetensors"
+    with open(target, "r+b") as handle:
+        handle.truncate(60_000)
+    [item] = make_plan([hf_entry()], str(forge), settings(hub))
+    assert item["action"] == "repair"
+    assert item["bytes_to_fetch"] == os.path.getsize(source)
+    assert os.path.getsize(target) == 60_000
+
+
+def test_touched_file_with_the_right_content_is_verified_not_downloaded(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 10_000))
+    run([hf_entry()], forge, settings(hub))
+    os.utime(forge / "models/VAE/ae.safetensors", (1, 1))
+    hub.state.log.clear()
+    result = run([hf_entry()], forge, settings(hub))
+    assert [f["action"] for f in result["files"]] == ["verified"]
+    assert result["changed"] is False
+    assert hub.cdn_requests() == []
+
+
+def test_progress_file_is_rewritten_while_no_byte_arrives(hub, tmp_path, forge):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 10_000))
+    hub.state.fail_statuses = [429]
+    hub.state.retry_after = "1"
+    progress = tmp_path / "progress.json"
+    options = settings(hub, progress_file=str(progress), progress_interval=0.1)
+    plan = make_plan([hf_entry()], str(forge), options)
+    seen = []
+    worker = threading.Thread(target=execute, args=(plan, str(forge), options))
+    worker.start()
+    while worker.is_alive():
+        try:
+            data = json.loads(progress.read_text())
+        except (OSError, ValueError):
+            data = None
+        if data and not data["finished"] and data["bytes_done"] == 0:
+            seen.append(data["updated"])
+        time.sleep(0.05)
+    worker.join()
+    assert len(set(seen)) >= 5  # a one-second Retry-After, rewritten every 0.1 s
+    assert json.loads(progress.read_text())["finished"] is True
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), ("Thu, 01 Jan 1970 00:01:40 GMT", 60.0), ("soon", None), (None, None)],
+)
+def test_retry_after_is_read_as_seconds_or_an_http_date(header, seconds):
+    assert retry_after_seconds(header, now=40.0) == seconds

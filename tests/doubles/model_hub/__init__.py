@@ -41,6 +41,7 @@ class HubState:
     hf_files: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     civitai_versions: dict[int, dict[str, Any]] = field(default_factory=dict)
     civitai_models: dict[int, list[int]] = field(default_factory=dict)
+    renamed: dict[str, str] = field(default_factory=dict)  # old repo -> new (307 on the hub)
     blobs: dict[str, Blob] = field(default_factory=dict)
     log: list[dict[str, Any]] = field(default_factory=list)
     # failure knobs, consumed as they fire
@@ -134,6 +135,10 @@ class _ApiHandler(_Handler):
     def _hf_resolve(self, repo: str, revision: str, file: str) -> None:
         state = self.hub.state
         token = self._token()
+        if repo in state.renamed:
+            # As the Hub does for a renamed repository: a relative redirect on the hub itself.
+            location = f"/{state.renamed[repo]}/resolve/{revision}/{file}"
+            return _send(self, 307, b"", {"Location": location})
         if token is not None and token not in state.tokens:
             return _send(self, 401, b'{"error":"Invalid credentials in Authorization header"}')
         spec = state.hf_files.get((repo, file))
