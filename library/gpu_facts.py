@@ -80,10 +80,29 @@ EXAMPLES = r"""
 RETURN = r"""
 gpu:
   description: >-
-    count, name, names, memory_mib, compute_capability, driver_version, cuda_version and
-    problem (null, no_nvidia_smi, driver_not_loaded, nvidia_smi_failed, no_gpu).
+    count, name (of GPU 0), names, memory_mib (largest GPU), compute_capability (of GPU 0;
+    null for drivers before 510), driver_version, cuda_version (what the driver supports),
+    gpus (one entry per GPU) and problem (null, no_nvidia_smi, driver_not_loaded,
+    nvidia_smi_failed, no_gpu).
   type: dict
   returned: always
+  contains:
+    gpus:
+      description: index, name, uuid, memory_mib and compute_capability of each GPU.
+      type: list
+      elements: dict
+  sample:
+    count: 1
+    name: NVIDIA A100 80GB PCIe
+    names: [NVIDIA A100 80GB PCIe]
+    memory_mib: 81920
+    compute_capability: "8.0"
+    driver_version: 535.183.01
+    cuda_version: "12.2"
+    gpus:
+      - {index: 0, name: NVIDIA A100 80GB PCIe, uuid: GPU-8a1d0b52-93c4-4f0e-b8a7-1c2d3e4f5a60,
+         memory_mib: 81920, compute_capability: "8.0"}
+    problem: null
 verdict:
   description: ok, warn or fail.
   type: str
