@@ -5,8 +5,8 @@ catalog or a Forge folder declares each file to be. Rules:
 
 - a LoRA, embedding or ControlNet fits the family of at least one model present;
 - a VAE fits at least one model present (latent channels);
-- a diffusion-model-only file has its VAE and text encoders present, unless a checkpoint of
-  its family bundles them;
+- a diffusion-model-only file (or a checkpoint that bundles only some parts) has its VAE and
+  text encoders present, unless a checkpoint of its family bundles them;
 - what is declared (catalog kind/family, Forge folder, metadata) agrees with the weights;
 - integrity problems and pickle findings fail the set (pickle is refused by default).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .model_inspect import inspect_paths
+from .model_inspect import family_from_declared, inspect_paths
 
 MODEL_ROLES = ("checkpoint", "diffusion_model")
 ADD_ON_ROLES = ("lora", "embedding", "controlnet")
@@ -89,7 +89,9 @@ def check_set(
     """Every finding for a set of inspected files; empty when they fit together.
 
     ``declared`` maps a path to ``{"kind": ..., "family": ..., "source": ...}`` as a catalog
-    or a Forge folder states it.
+    or a Forge folder states it; ``family`` may be a family name or anything
+    ``family_from_declared`` reads (a CivitAI baseModel such as "SDXL 1.0", a ModelSpec
+    architecture). ``allow_pickle`` accepts pickle files whose scan is clean.
     """
     declared = declared or {}
     findings: list[dict[str, Any]] = []
@@ -106,7 +108,7 @@ def check_set(
     for item in usable:
         if item["role"] in ADD_ON_ROLES or item["role"] == "vae":
             findings.extend(_fit_findings(item, models, present))
-        elif item["role"] == "diffusion_model":
+        elif item["role"] in MODEL_ROLES:
             findings.extend(_missing_parts(item, usable))
     return findings
 
@@ -170,14 +172,16 @@ def _declared_findings(item: dict[str, Any], declared: dict[str, Any] | None) ->
                 f"declare kind {item['role']} (or put it in the {item['role']} folder)",
             )
         )
-    family = declared.get("family")
+    said = declared.get("family")
+    family = family_from_declared(said)
     fits = details.get("fits") or []
-    if family and fits and family not in fits:
+    if family != "unknown" and fits and family not in fits:
+        spelled = family if said == family else f"{said} ({family})"
         out.append(
             finding(
                 "family_mismatch",
                 [item["path"]],
-                f"{_name(item)}: {source} says {family}, the file is for {_family_text(item)}",
+                f"{_name(item)}: {source} says {spelled}, the file is for {_family_text(item)}",
                 _weights_evidence(item),
                 f"use a file made for {family}, or correct the declared base model",
             )
@@ -234,14 +238,14 @@ def _missing_parts(item: dict[str, Any], usable: list[dict]) -> list[dict]:
         "clip_h": "OpenCLIP-H",
         "t5xxl": "T5-XXL (models/text_encoder/t5xxl_fp8_e4m3fn.safetensors or fp16)",
     }
+    bundles = ", ".join(sorted(item["details"].get("bundles") or [])) or "none"
+    what = "diffusion model" if item["role"] == "diffusion_model" else "checkpoint"
     return [
         finding(
             "missing_parts",
             [item["path"]],
-            f"{_name(item)}: {family} diffusion model without " + ", ".join(missing),
-            "the file holds only the diffusion model (bundles: "
-            + (", ".join(sorted(item["details"].get("bundles") or [])) or "none")
-            + ")",
+            f"{_name(item)}: {family} {what} without " + ", ".join(missing),
+            f"the file bundles {bundles}; no file present provides " + ", ".join(missing),
             "add " + "; ".join(hints[p] for p in missing),
         )
     ]

@@ -60,7 +60,7 @@ def test_declared_dev_lora_on_schnell_is_refused_by_metadata(tmp_path):
     )
     _, findings = check_tree(str(root))
     assert codes(findings) == ["no_matching_model"]
-    assert findings[0]["evidence"] == "modelspec.architecture=flux-1-dev/lora"
+    assert findings[0]["evidence"] == "metadata modelspec.architecture=flux-1-dev/lora"
 
 
 def test_undecided_flux_lora_on_schnell_is_accepted(tmp_path):
@@ -179,3 +179,65 @@ def test_lora_without_any_checkpoint_says_so(tmp_path):
 def test_a_folder_without_forge_model_folders_is_refused(tmp_path):
     with pytest.raises(NotAModelsTree, match="none of Forge's model folders"):
         check_tree(str(tmp_path))
+
+
+def test_catalog_family_spelled_as_a_civitai_base_model_is_understood(tmp_path):
+    ckpt = m.write_model(tmp_path / "xl.safetensors", m.sdxl_checkpoint())
+    lora = m.write_model(tmp_path / "l.safetensors", m.kohya_lora("sdxl"))
+    items = [inspect_file(str(ckpt)), inspect_file(str(lora))]
+    declared = {str(lora): {"kind": "lora", "family": "Pony", "source": "the catalog"}}
+    assert check_set(items, declared) == []
+
+
+def test_catalog_civitai_base_model_that_contradicts_the_weights_is_named(tmp_path):
+    ckpt = m.write_model(tmp_path / "xl.safetensors", m.sdxl_checkpoint())
+    lora = m.write_model(tmp_path / "l.safetensors", m.kohya_lora("sd1"))
+    items = [inspect_file(str(ckpt)), inspect_file(str(lora))]
+    declared = {str(lora): {"kind": "lora", "family": "SDXL 1.0", "source": "the catalog"}}
+    found = {f["code"]: f for f in check_set(items, declared)}
+    assert sorted(found) == ["family_mismatch", "no_matching_model"]
+    assert (
+        "the catalog says SDXL 1.0 (sdxl), the file is for sd1"
+        in (found["family_mismatch"]["message"])
+    )
+
+
+def test_checkpoint_that_bundles_only_the_vae_needs_its_text_encoders(tmp_path):
+    tensors = {
+        k: v for k, v in m.flux_schnell_checkpoint().items() if not k.startswith("text_encoders.")
+    }
+    root = forge_tree(tmp_path, {"flux-vae-only.safetensors": ("checkpoint", tensors)})
+    [finding] = check_tree(str(root))[1]
+    assert finding["code"] == "missing_parts"
+    assert finding["message"] == (
+        "flux-vae-only.safetensors: flux_schnell checkpoint without clip_l, t5xxl"
+    )
+    assert finding["evidence"] == "the file bundles vae; no file present provides clip_l, t5xxl"
+
+
+def test_sd3_diffusion_model_is_satisfied_by_standalone_vae_and_clips(tmp_path):
+    diffusion = m.strip(m.listing("sd3-comfyui", "diffuser"), "model.diffusion_model.")
+    vae = m.strip(m.listing("sd3-comfyui", "vae"), "first_stage_model.")
+    root = forge_tree(
+        tmp_path,
+        {
+            "sd3.5.safetensors": ("checkpoint", diffusion),
+            "sd3-vae.safetensors": ("vae", vae),
+            "clip_l.safetensors": ("text_encoder", m.clip_l()),
+            "clip_g.safetensors": ("text_encoder", m.clip_g()),
+        },
+    )
+    assert check_tree(str(root))[1] == []
+
+
+def test_sd2_lora_on_sd1_checkpoint_is_refused(tmp_path):
+    root = forge_tree(
+        tmp_path,
+        {
+            "v1-5.safetensors": ("checkpoint", m.sd1_checkpoint()),
+            "sd2-style.safetensors": ("lora", m.peft_lora("sd2")),
+        },
+    )
+    [finding] = check_tree(str(root))[1]
+    assert finding["code"] == "no_matching_model"
+    assert finding["evidence"] == "context_dim=1024"

@@ -131,3 +131,44 @@ def test_garbage_with_a_pickle_extension_is_a_finding(tmp_path):
 def test_damaged_zip_is_a_finding(tmp_path):
     result = inspect_file(write(tmp_path, "bad.ckpt", b"PK\x03\x04" + b"\0" * 20))
     assert result["integrity"].startswith("damaged zip checkpoint")
+
+
+def test_stack_global_is_resolved_from_the_real_stack_not_the_last_strings(tmp_path):
+    # push "os", "system", then "decoy" and POP it: STACK_GLOBAL imports os.system
+    payload = (
+        b"\x80\x04"
+        + b"\x8c\x02os"
+        + b"\x8c\x06system"
+        + b"\x8c\x05decoy"
+        + b"0"  # POP
+        + b"\x93"  # STACK_GLOBAL
+        + b"."
+    )
+    assert scan_file(write(tmp_path, "decoy.pt", payload)).dangerous == ["os.system"]
+
+
+def test_extension_registry_import_counts_as_dangerous(tmp_path):
+    payload = b"\x80\x02" + b"\x82\x01" + b"."  # EXT1 code 1: a global from copyreg's registry
+    result = inspect_file(write(tmp_path, "ext.pt", payload))
+    assert result["integrity"] == "dangerous import: <unresolved extension code 1>"
+
+
+def test_pickle_claiming_gigabytes_is_refused_without_reading_them(tmp_path):
+    payload = b"\x80\x04" + b"\x8e" + (8 * 2**30).to_bytes(8, "little") + b"tiny"  # BINBYTES8
+    result = inspect_file(write(tmp_path, "claims.pt", payload))
+    assert result["integrity"] == ("not a readable pickle: pickle claims more than 268435456 bytes")
+
+
+def test_raw_storage_bytes_after_the_legacy_pickles_are_not_scanned(tmp_path):
+    leading = [
+        pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2),
+        pickle.dumps(1001, protocol=2),
+        pickle.dumps({"little_endian": True}, protocol=2),
+        pickle.dumps(collections.OrderedDict(w=1), protocol=2),
+        pickle.dumps(["0"], protocol=2),
+    ]
+    # a storage of 640 elements starts with its size, 0x280 little-endian: b"\x80\x02..."
+    raw = (640).to_bytes(8, "little") + b"cjunk\nglobal\n" + b"\0" * 64
+    result = inspect_file(write(tmp_path, "legacy-ok.pt", b"".join(leading) + raw))
+    assert result["integrity"] == "ok"
+    assert result["details"]["pickle_globals"] == ["collections.OrderedDict"]
