@@ -19,6 +19,7 @@ import os
 import re
 from typing import Any
 
+from .model_gguf import read_gguf
 from .pickle_scan import scan_file
 from .safetensors_header import Header, HeaderError, integrity, looks_like_safetensors, read_header
 
@@ -78,6 +79,24 @@ def civitai_base_model_family(base_model: str) -> str:
     return "unknown"
 
 
+def family_from_declared(text: str | None) -> str:
+    """Family for whatever a catalog or trainer declares: a family name ("flux_dev"), a
+    CivitAI ``baseModel`` ("SDXL 1.0", "Flux.1 D"), a ModelSpec architecture
+    ("flux-1-dev/lora") or a kohya ``ss_base_model_version`` ("sd_v1"); "unknown" otherwise.
+    """
+    if not text:
+        return "unknown"
+    name = text.strip()
+    if name.lower() in FAMILIES:
+        return name.lower()
+    arch = MODELSPEC_ARCH.get(name.lower().split("/")[0])
+    if arch:
+        return arch
+    if name in KOHYA_BASE:
+        return KOHYA_BASE[name]
+    return civitai_base_model_family(name)
+
+
 def metadata_family(metadata: dict[str, str]) -> tuple[str, str] | None:
     """(family, evidence) from kohya or ModelSpec metadata, when it names one."""
     arch = metadata.get("modelspec.architecture")
@@ -99,6 +118,22 @@ def metadata_family(metadata: dict[str, str]) -> tuple[str, str] | None:
         family = KOHYA_BASE.get(base)
         if family:
             return family, f"ss_base_model_version={base}"
+    return None
+
+
+def prediction_from_metadata(metadata: dict[str, str]) -> tuple[str, str] | None:
+    """("v", evidence) when kohya or ModelSpec metadata marks a v-prediction model."""
+    spec = metadata.get("modelspec.prediction_type", "").strip().lower()
+    if spec in ("v", "v_prediction", "v-prediction"):
+        return "v", f"modelspec.prediction_type={spec}"
+    if metadata.get("ss_v_parameterization", "").lower() == "true":
+        return "v", "ss_v_parameterization=True"
+    base = metadata.get("ss_base_model_version", "")
+    if base.endswith("_v"):
+        return "v", f"ss_base_model_version={base}"
+    arch = metadata.get("modelspec.architecture", "")
+    if arch.split("/")[0].endswith("-v"):
+        return "v", f"modelspec.architecture={arch}"
     return None
 
 
@@ -199,9 +234,14 @@ def _diffusers_unet_family(header: Header, details: dict[str, Any]) -> str:
 
 def _text_encoder_kind(keys: list[str]) -> str | None:
     joined = "\n".join(keys)
-    if "text_model.encoder.layers.30.mlp.fc1.weight" in joined:
+    # Hugging Face layout (text_model.encoder.layers.N) or OpenCLIP (transformer.resblocks.N)
+    if "text_model.encoder.layers.30.mlp.fc1.weight" in joined or (
+        "transformer.resblocks.30.mlp.c_fc.weight" in joined
+    ):
         return "clip_g"
-    if "text_model.encoder.layers.22.mlp.fc1.weight" in joined:
+    if "text_model.encoder.layers.22.mlp.fc1.weight" in joined or (
+        "transformer.resblocks.22.mlp.c_fc.weight" in joined
+    ):
         return "clip_h"
     if "text_model.encoder.layers.0." in joined:
         return "clip_l"
@@ -333,10 +373,28 @@ def _lora_down_weights(header: Header) -> list[tuple[str, list[int]]]:
     ]
 
 
+_CROSS_ATTENTION = re.compile(r"attn2[._](?:processor[._])?to_[kv]")
+
+
 def _lora_context_dim(header: Header) -> int | None:
+    """in_features of a cross-attention to_k/to_v: the text context width of the UNet."""
     for name, shape in _lora_down_weights(header):
-        if re.search(r"attn2[._](to_k|to_v)", name):
+        if _CROSS_ATTENTION.search(name):
             return shape[1]
+    return _lokr_context_dim(header)
+
+
+def _lokr_context_dim(header: Header) -> int | None:
+    """LoKr stores W = kron(w1, w2): in_features = w1 columns x w2 columns (each possibly
+    factored as ``*_a @ *_b``)."""
+    for name in header.tensors:
+        if not (name.endswith((".lokr_w1", ".lokr_w1_b")) and _CROSS_ATTENTION.search(name)):
+            continue
+        module = name.rsplit(".", 1)[0]
+        w1 = header.shape(f"{module}.lokr_w1") or header.shape(f"{module}.lokr_w1_b")
+        w2 = header.shape(f"{module}.lokr_w2") or header.shape(f"{module}.lokr_w2_b")
+        if w1 and w2 and len(w1) == 2 and len(w2) >= 2:
+            return w1[1] * w2[1]
     return None
 
 
@@ -375,6 +433,9 @@ def _classify_model(
             prefix = unet_prefix or ""
             family = _unet_family(header, prefix, details)
         parts = _bundled_parts(keys)
+        if family == "sd2" and "clip_g" in parts:
+            # SD2 in sgm layout keeps OpenCLIP-H where the refiner keeps CLIP-G
+            parts = [("clip_h" if p == "clip_g" else p) for p in parts]
         details["bundles"] = parts
         details["fits"] = [family] if family != "unknown" else []
         role = "checkpoint" if parts else "diffusion_model"
@@ -497,10 +558,16 @@ def detect_format(path: str) -> str:
 
 def inspect_file(
     path: str,
-    civitai_base_model: str | None = None,
+    declared: str | None = None,
     allowed_globals: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """Everything the header tells about one file; never raises for bad content."""
+    """Everything the header tells about one file; never raises for bad content.
+
+    ``declared`` is what a catalog says the file is for (a CivitAI ``baseModel`` such as
+    "Flux.1 D", or a family name): it decides between families the weights leave open
+    (Flux Dev vs Schnell LoRAs) and is noted when it contradicts them.
+    ``allowed_globals`` are pickle globals (``module.name``) accepted beyond the safe ones.
+    """
     result: dict[str, Any] = {
         "path": path,
         "size": None,
@@ -523,11 +590,11 @@ def inspect_file(
         result["integrity"] = scan.integrity
         result["details"]["pickle_globals"] = scan.globals
     elif result["format"] == "gguf":
-        result["details"]["note"] = "GGUF is not inspected further; Forge loads it as a model"
+        _inspect_gguf(path, result)
     else:
         result["integrity"] = "not a model file: no safetensors, pickle or GGUF signature"
-    if civitai_base_model:
-        _apply_declared(result, civitai_base_model)
+    if declared:
+        _apply_declared(result, declared)
     return result
 
 
@@ -553,14 +620,41 @@ def _inspect_safetensors(path: str, result: dict[str, Any]) -> None:
             "ss_sd_model_name",
             "modelspec.title",
             "modelspec.prediction_type",
+            "ss_v_parameterization",
         )
     }
     if evidence:
         details["metadata"] = evidence
+    prediction = prediction_from_metadata(header.metadata)
+    if prediction and "prediction" not in details:
+        details["prediction"], details["prediction_evidence"] = prediction
     declared = metadata_family(header.metadata)
     result.update(role=role, family=family, details=details)
     if declared:
-        _reconcile(result, declared[0], declared[1])
+        _reconcile(result, declared[0], "metadata " + declared[1])
+
+
+def _inspect_gguf(path: str, result: dict[str, Any]) -> None:
+    try:
+        header, metadata, verdict = read_gguf(path)
+    except HeaderError as error:
+        result["integrity"] = f"unreadable GGUF header: {error}"
+        return
+    except OSError as error:
+        result["integrity"] = f"cannot read: {error.strerror or error}"
+        return
+    # A damaged header can nest arrays without end or hold values of odd types.
+    except (RecursionError, ValueError, OverflowError, MemoryError) as error:
+        result["integrity"] = f"unreadable GGUF header: {error}"
+        return
+    role, family, details = classify_safetensors(header)
+    types = [t.dtype for t in header.tensors.values() if len(t.shape) == 2]
+    if types:
+        details["quantization"] = max(sorted(set(types)), key=types.count)
+    architecture = metadata.get("general.architecture")
+    if isinstance(architecture, str):
+        details["gguf_architecture"] = architecture
+    result.update(role=role, family=family, details=details, integrity=verdict)
 
 
 def _reconcile(result: dict[str, Any], declared: str, evidence: str) -> None:
@@ -573,47 +667,67 @@ def _reconcile(result: dict[str, Any], declared: str, evidence: str) -> None:
         details["evidence"] = evidence
     elif result["family"] not in ("unknown", declared) or (fits and declared not in fits):
         details.setdefault("notes", []).append(
-            f"metadata says {declared} ({evidence}) but the weights say "
+            f"{evidence} says {declared} but the weights say "
             f"{result['family'] if result['family'] != 'unknown' else '/'.join(fits)}"
         )
         details["declared_family"] = declared
 
 
-def _apply_declared(result: dict[str, Any], base_model: str) -> None:
-    family = civitai_base_model_family(base_model)
-    result["details"]["civitai_base_model"] = base_model
-    if family != "unknown":
-        _reconcile(result, family, f"CivitAI baseModel={base_model}")
+def _apply_declared(result: dict[str, Any], declared: str) -> None:
+    family = family_from_declared(declared)
+    result["details"]["declared"] = declared
+    if family != "unknown" and result["integrity"] == "ok":
+        _reconcile(result, family, f"declared base model {declared!r}")
 
 
 # -- many files -------------------------------------------------------------------------
 
 
 def iter_model_files(root: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """Model files under ``root`` (or ``root`` itself) and per-path read problems."""
+    """Model files under ``root`` (or ``root`` itself) and per-path read problems.
+
+    Symlinked folders are followed (model trees often link to a data disk); a folder met
+    twice on one path (a symlink loop) is reported once and not entered again.
+    """
     problems: list[dict[str, Any]] = []
     if os.path.isfile(root):
         return [root], problems
     if not os.path.exists(root):
-        kind = "broken symlink" if os.path.islink(root) else "no such file or directory"
+        kind = "broken or looping symlink" if os.path.islink(root) else "no such file or directory"
         return [], [_problem(root, kind)]
     files: list[str] = []
-
-    def on_error(error: OSError) -> None:
-        problems.append(_problem(error.filename or root, f"cannot read: {error.strerror}"))
-
-    for folder, dirs, names in os.walk(root, onerror=on_error):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if name.startswith("."):
-                continue
-            full = os.path.join(folder, name)
-            if name.lower().endswith(MODEL_EXTENSIONS):
-                if os.path.islink(full) and not os.path.exists(full):
-                    problems.append(_problem(full, "broken or looping symlink"))
-                else:
-                    files.append(full)
+    _walk(root, set(), files, problems)
     return files, problems
+
+
+def _walk(
+    folder: str, ancestors: set[tuple[int, int]], files: list[str], problems: list[dict]
+) -> None:
+    try:
+        status = os.stat(folder)
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as error:
+        problems.append(_problem(folder, f"cannot read folder: {error.strerror or error}"))
+        return
+    identity = (status.st_dev, status.st_ino)
+    if identity in ancestors:
+        problems.append(_problem(folder, "symlink loop: this folder contains itself"))
+        return
+    ancestors = ancestors | {identity}
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            _walk(entry.path, ancestors, files, problems)
+        elif entry.name.lower().endswith(MODEL_EXTENSIONS):
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                problems.append(_problem(entry.path, "broken or looping symlink"))
+            else:
+                files.append(entry.path)
 
 
 def _problem(path: str, reason: str) -> dict[str, Any]:

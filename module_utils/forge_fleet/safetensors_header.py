@@ -126,6 +126,8 @@ def parse_header(data: bytes, file_size: int) -> Header:
         raise HeaderError("header is not valid UTF-8") from None
     except ValueError as error:
         raise HeaderError(f"header is not valid JSON ({error})") from None
+    except RecursionError:
+        raise HeaderError("header JSON is nested too deeply (not a safetensors header)") from None
     if not isinstance(document, dict):
         raise HeaderError(f"header JSON is a {type(document).__name__}, not an object")
     metadata = _metadata(document.pop("__metadata__", {}))

@@ -241,3 +241,13 @@ def test_sd2_lora_on_sd1_checkpoint_is_refused(tmp_path):
     [finding] = check_tree(str(root))[1]
     assert finding["code"] == "no_matching_model"
     assert finding["evidence"] == "context_dim=1024"
+
+
+def test_flux_gguf_without_its_parts_lists_what_is_missing(tmp_path):
+    folder = tmp_path / "models/Stable-diffusion"
+    folder.mkdir(parents=True)
+    m.write_gguf(folder / "flux1-schnell-Q8_0.gguf", m.flux_schnell_diffusion_model())
+    [finding] = check_tree(str(tmp_path))[1]
+    assert finding["message"] == (
+        "flux1-schnell-Q8_0.gguf: flux_schnell diffusion model without vae, clip_l, t5xxl"
+    )

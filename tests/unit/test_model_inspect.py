@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from forge_fleet.model_inspect import civitai_base_model_family, inspect_file, inspect_paths
+from forge_fleet.model_inspect import (
+    civitai_base_model_family,
+    family_from_declared,
+    inspect_file,
+    inspect_paths,
+)
 from tests.fixtures import models as m
 
 
@@ -87,6 +92,14 @@ def test_text_encoders_are_named(tmp_path, layout, kind):
         (lambda: m.peft_lora("sdxl"), "peft", "sdxl"),
         (lambda: m.loha_lora("sd1"), "lycoris_loha", "sd1"),
         (lambda: m.loha_lora("sd2"), "lycoris_loha", "sd2"),
+        (lambda: m.peft_lora("sd2"), "peft", "sd2"),
+        (lambda: m.old_diffusers_lora("sd1"), "peft", "sd1"),
+        (lambda: m.old_diffusers_lora("sdxl"), "peft", "sdxl"),
+        (lambda: m.dora_lora("sd1"), "kohya+dora", "sd1"),
+        (lambda: m.dora_lora("sdxl"), "kohya+dora", "sdxl"),
+        (lambda: m.comfy_flux_lora(guidance=True), "peft", "flux_dev"),
+        (lambda: m.sd3_lora("kohya"), "kohya", "sd3"),
+        (lambda: m.sd3_lora("peft"), "peft", "sd3"),
     ],
 )
 def test_lora_format_and_family_come_from_names_and_shapes(tmp_path, layout, fmt, family):
@@ -97,7 +110,13 @@ def test_lora_format_and_family_come_from_names_and_shapes(tmp_path, layout, fmt
 
 
 @pytest.mark.parametrize(
-    "layout", [lambda: m.kohya_lora("flux"), lambda: m.peft_lora("flux"), m.xlabs_flux_lora]
+    "layout",
+    [
+        lambda: m.kohya_lora("flux"),
+        lambda: m.peft_lora("flux"),
+        m.xlabs_flux_lora,
+        m.comfy_flux_lora,
+    ],
 )
 def test_flux_lora_without_guidance_or_metadata_fits_dev_and_schnell(tmp_path, layout):
     result = inspect(tmp_path, layout())
@@ -125,17 +144,18 @@ def test_metadata_decides_dev_or_schnell_for_a_flux_lora(tmp_path, metadata, fam
 
 
 def test_civitai_base_model_decides_dev_or_schnell(tmp_path):
-    result = inspect(tmp_path, m.peft_lora("flux"), civitai_base_model="Flux.1 S")
+    result = inspect(tmp_path, m.peft_lora("flux"), declared="Flux.1 S")
     assert result["family"] == "flux_schnell"
-    assert result["details"]["civitai_base_model"] == "Flux.1 S"
+    assert result["details"]["declared"] == "Flux.1 S"
 
 
 def test_metadata_that_contradicts_the_weights_is_noted(tmp_path):
     result = inspect(tmp_path, m.kohya_lora("sd1"), {"ss_base_model_version": "sdxl_base_v1-0"})
     assert result["family"] == "sd1"
     assert result["details"]["declared_family"] == "sdxl"
-    assert "metadata says sdxl" in result["details"]["notes"][0]
-    assert "weights say sd1" in result["details"]["notes"][0]
+    assert result["details"]["notes"] == [
+        "metadata ss_base_model_version=sdxl_base_v1-0 says sdxl but the weights say sd1"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -157,10 +177,19 @@ def test_civitai_base_models_map_to_families(base_model, family):
     assert civitai_base_model_family(base_model) == family
 
 
-def test_lokr_lora_without_evidence_is_a_lora_of_unknown_family(tmp_path):
+def test_lokr_lora_family_comes_from_its_kronecker_factors(tmp_path):
     result = inspect(tmp_path, m.lokr_lora())
-    assert (result["role"], result["family"]) == ("lora", "unknown")
+    assert (result["role"], result["family"]) == ("lora", "sd1")
     assert result["details"]["lora_format"] == "lycoris_lokr"
+    assert result["details"]["context_dim"] == 8 * 96
+
+
+def test_lokr_lora_without_cross_attention_is_a_lora_of_unknown_family(tmp_path):
+    module = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_k"
+    tensors = {f"{module}.lokr_w1": ([8, 8], "F16"), f"{module}.lokr_w2": ([80, 80], "F16")}
+    result = inspect(tmp_path, tensors)
+    assert (result["role"], result["family"]) == ("lora", "unknown")
+    assert result["details"]["fits"] == []
 
 
 @pytest.mark.parametrize(("family", "expected"), [("sd1", "sd1"), ("sdxl", "sdxl")])
@@ -187,3 +216,91 @@ def test_directory_walk_reports_each_model_file_and_skips_others(tmp_path):
     (tmp_path / "Lora" / "notes.txt").write_text("x")
     results = inspect_paths([str(tmp_path)])
     assert [r["path"] for r in results] == [str(tmp_path / "Lora" / "a.safetensors")]
+
+
+@pytest.mark.parametrize(
+    ("layout", "family"),
+    [
+        (lambda: m.flux_diffusers_transformer(dev=True), "flux_dev"),
+        (lambda: m.flux_diffusers_transformer(dev=False), "flux_schnell"),
+        (m.sdxl_diffusers_unet, "sdxl"),
+    ],
+)
+def test_diffusers_layout_models_are_diffusion_models(tmp_path, layout, family):
+    result = inspect(tmp_path, layout())
+    assert (result["role"], result["family"]) == ("diffusion_model", family)
+    assert result["details"]["layout"] == "diffusers"
+
+
+def test_sd1_unet_with_its_prefix_and_nothing_else_is_a_diffusion_model(tmp_path):
+    result = inspect(tmp_path, m.listing("sd1-ldm", "diffuser"))
+    assert (result["role"], result["family"], result["details"]["bundles"]) == (
+        "diffusion_model",
+        "sd1",
+        [],
+    )
+
+
+def test_v_prediction_markers_are_reported(tmp_path):
+    result = inspect(tmp_path, m.vpred_sdxl_checkpoint())
+    assert (result["family"], result["details"]["prediction"]) == ("sdxl", "v")
+
+
+def test_v_prediction_from_kohya_metadata_is_reported_with_its_evidence(tmp_path):
+    result = inspect(tmp_path, m.kohya_lora("sd2"), {"ss_base_model_version": "sd_v2_v"})
+    assert result["details"]["prediction"] == "v"
+    assert result["details"]["prediction_evidence"] == "ss_base_model_version=sd_v2_v"
+
+
+def test_sdxl_controlnet_in_diffusers_layout_is_recognised(tmp_path):
+    result = inspect(tmp_path, m.sdxl_controlnet())
+    assert (result["role"], result["family"]) == ("controlnet", "sdxl")
+
+
+def test_sd2_embedding_is_recognised_by_its_width(tmp_path):
+    result = inspect(tmp_path, m.embedding("sd2"))
+    assert (result["role"], result["family"]) == ("embedding", "sd2")
+
+
+@pytest.mark.parametrize(
+    ("declared", "family"),
+    [
+        ("flux_dev", "flux_dev"),
+        ("SDXL 1.0", "sdxl"),
+        ("Pony", "sdxl"),
+        ("flux-1-schnell/lora", "flux_schnell"),
+        ("stable-diffusion-v1", "sd1"),
+        ("sd_v2", "sd2"),
+        ("AuraFlow", "unknown"),
+        ("", "unknown"),
+    ],
+)
+def test_declared_base_models_map_to_families(declared, family):
+    assert family_from_declared(declared) == family
+
+
+def test_flux_gguf_is_a_diffusion_model_with_its_quantization(tmp_path):
+    path = m.write_gguf(tmp_path / "flux1-dev-Q8_0.gguf", m.flux_dev_diffusion_model())
+    result = inspect_file(str(path))
+    assert (result["format"], result["role"], result["family"]) == (
+        "gguf",
+        "diffusion_model",
+        "flux_dev",
+    )
+    assert result["integrity"] == "ok"
+    assert result["details"]["quantization"] == "Q8_0"
+    assert result["details"]["gguf_architecture"] == "flux"
+
+
+def test_truncated_gguf_is_an_integrity_finding(tmp_path):
+    path = m.write_gguf(tmp_path / "cut.gguf", m.flux_schnell_diffusion_model(), missing_bytes=1000)
+    result = inspect_file(str(path))
+    assert result["family"] == "flux_schnell"
+    assert result["integrity"].endswith("1000 bytes missing (truncated download)")
+
+
+def test_gguf_with_a_damaged_header_is_a_finding(tmp_path):
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 16)
+    result = inspect_file(str(path))
+    assert result["integrity"].startswith("unreadable GGUF header: ")

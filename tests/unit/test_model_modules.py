@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,7 +22,9 @@ def play(tmp_path: Path, tasks: list[dict], check: bool = False) -> tuple[int, l
     inventory.write_text(
         f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
     )
-    result = run_playbook(str(playbook), inventory, check=check)
+    # ansible-playbook of the interpreter running the tests, whether or not its venv is active
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    result = run_playbook(str(playbook), inventory, check=check, envvars={"PATH": path})
     return result.rc, [{**t.res, "status": t.status} for t in result.tasks]
 
 

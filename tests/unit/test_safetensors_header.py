@@ -117,7 +117,7 @@ def test_unreadable_directory_is_a_finding_and_the_rest_is_still_checked(tmp_pat
     monkeypatch.setattr(os, "scandir", scandir)
     results = inspect_paths([str(locked), str(tmp_path / "ok.safetensors")])
     assert results[0]["path"] == str(locked)
-    assert results[0]["integrity"] == "cannot read: Permission denied"
+    assert results[0]["integrity"] == "cannot read folder: Permission denied"
     assert results[1]["integrity"] == "ok"
 
 
@@ -128,11 +128,33 @@ def test_symlink_loop_is_a_finding_and_the_rest_is_still_checked(tmp_path):
     assert results == {"loop.safetensors": "broken or looping symlink", "ok.safetensors": "ok"}
 
 
-def test_directory_symlink_loop_does_not_hang(tmp_path):
+def test_directory_symlink_loop_is_a_finding_and_does_not_hang(tmp_path):
     (tmp_path / "Lora").mkdir()
     (tmp_path / "Lora" / "again").symlink_to(tmp_path)
     m.write_model(tmp_path / "Lora" / "a.safetensors", SMALL)
-    assert len(inspect_paths([str(tmp_path)])) == 1
+    results = {r["path"]: r["integrity"] for r in inspect_paths([str(tmp_path)])}
+    assert results == {
+        str(tmp_path / "Lora" / "a.safetensors"): "ok",
+        str(tmp_path / "Lora" / "again"): "symlink loop: this folder contains itself",
+    }
+
+
+def test_symlinked_model_folder_is_followed(tmp_path):
+    disk = tmp_path / "data-disk"
+    disk.mkdir()
+    m.write_model(disk / "a.safetensors", SMALL)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "Lora").symlink_to(disk)
+    results = inspect_paths([str(tmp_path / "models")])
+    assert [(r["path"], r["integrity"]) for r in results] == [
+        (str(tmp_path / "models" / "Lora" / "a.safetensors"), "ok")
+    ]
+
+
+def test_deeply_nested_header_json_is_a_finding():
+    raw = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(HeaderError, match="nested too deeply"):
+        parse_header(struct.pack("<Q", len(raw)) + raw, 8 + len(raw))
 
 
 @settings(max_examples=400, deadline=None)

@@ -84,3 +84,39 @@ def test_check_on_a_folder_that_is_no_models_tree_is_a_usage_error(tmp_path):
 
 def test_check_without_arguments_is_a_usage_error():
     assert run("check").returncode == 2
+
+
+def test_inspect_reports_the_other_paths_when_one_is_missing(tmp_path):
+    m.write_model(tmp_path / "ae.safetensors", m.flux_vae())
+    result = run("inspect", "--json", str(tmp_path / "nope.safetensors"), str(tmp_path))
+    assert result.returncode == 2
+    assert [item["role"] for item in json.loads(result.stdout)] == ["vae"]
+    assert f"no such file or directory: {tmp_path / 'nope.safetensors'}" in result.stderr
+
+
+def test_check_json_names_every_finding_with_evidence_and_action(tmp_path):
+    (tmp_path / "models/Stable-diffusion").mkdir(parents=True)
+    (tmp_path / "models/Lora").mkdir()
+    m.write_model(tmp_path / "models/Stable-diffusion/xl.safetensors", m.sdxl_checkpoint())
+    m.write_model(tmp_path / "models/Lora/sd15.safetensors", m.kohya_lora("sd1"))
+    (tmp_path / "models/Stable-diffusion/empty.safetensors").write_bytes(b"")
+    result = run("check", "--json", str(tmp_path / "models"))
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["compatible"] is False
+    assert sorted(f["code"] for f in report["findings"]) == ["integrity", "no_matching_model"]
+    assert all(f["paths"] and f["evidence"] and f["action"] for f in report["findings"])
+
+
+def test_sd_models_runs_through_a_symlink_on_path(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "sd-models").symlink_to(SD_MODELS)
+    m.write_model(tmp_path / "ae.safetensors", m.flux_vae())
+    result = subprocess.run(
+        [str(tmp_path / "bin" / "sd-models"), "inspect", str(tmp_path / "ae.safetensors")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "safetensors vae unknown" in result.stdout
