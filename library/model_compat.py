@@ -37,7 +37,10 @@ options:
         description: Declared kind (checkpoint, diffusion_model, vae, text_encoder, lora, ...).
         type: str
       family:
-        description: Declared family (sd1, sdxl, flux_dev, ...), e.g. from CivitAI's baseModel.
+        description:
+          - Declared family - a family name (sd1, sdxl, flux_dev, ...), a CivitAI
+            C(baseModel) (C(SDXL 1.0), C(Pony), C(Flux.1 D)) or a ModelSpec architecture.
+            Unrecognised values are not compared.
         type: str
   allow_pickle:
     description: Accept pickle checkpoints whose opcode scan is clean (default refuses them).
@@ -50,11 +53,23 @@ EXAMPLES = r"""
 - name: Check that the models fit together before the webui starts
   model_compat:
     forge_dir: /home/azureuser/stable-diffusion-webui-forge
+
+- name: Check what landed against what the catalog declares
+  model_compat:
+    files:
+      - path: "{{ forge_dir }}/models/Stable-diffusion/flux1-dev.safetensors"
+        kind: checkpoint
+      - path: "{{ forge_dir }}/models/Lora/style.safetensors"
+        kind: lora
+        family: Flux.1 D
 """
 
 RETURN = r"""
 findings:
-  description: Every finding (code, paths, message, evidence, action); empty when compatible.
+  description:
+    - Every finding; empty when compatible. Each has C(code) (integrity, pickle,
+      no_matching_model, missing_parts, kind_mismatch, family_mismatch, metadata_mismatch),
+      C(paths), C(message), C(evidence) (tensor key, shape or metadata) and C(action).
   type: list
   elements: dict
   returned: always

@@ -743,12 +743,17 @@ def _problem(path: str, reason: str) -> dict[str, Any]:
 
 
 def inspect_paths(
-    paths: list[str], allowed_globals: frozenset[str] = frozenset()
+    paths: list[str],
+    allowed_globals: frozenset[str] = frozenset(),
+    declared: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Inspect files and directories (recursively); unreadable paths become entries too."""
+    """Inspect files and directories (recursively); unreadable paths become entries too.
+
+    ``declared`` and ``allowed_globals`` apply to every file (see ``inspect_file``).
+    """
     results = []
     for root in paths:
         files, problems = iter_model_files(root)
         results.extend(problems)
-        results.extend(inspect_file(f, allowed_globals=allowed_globals) for f in files)
+        results.extend(inspect_file(f, declared, allowed_globals) for f in files)
     return results

@@ -66,3 +66,32 @@ def test_model_compat_checks_catalog_declarations(tmp_path):
     assert rc == 0
     assert result["findings"] == []
     assert [f["family"] for f in result["files"]] == ["sdxl", "sdxl"]
+
+
+def test_model_inspect_lets_a_declared_base_model_decide_dev_or_schnell(tmp_path):
+    lora = m.write_model(tmp_path / "style.safetensors", m.kohya_lora("flux"))
+    task = {"model_inspect": {"paths": [str(lora)], "declared": "Flux.1 D"}}
+    rc, [result] = play(tmp_path, [task])
+    assert rc == 0
+    [item] = result["files"]
+    assert (item["role"], item["family"], item["details"]["declared"]) == (
+        "lora",
+        "flux_dev",
+        "Flux.1 D",
+    )
+
+
+def test_model_compat_reads_a_catalog_family_spelled_as_a_civitai_base_model(tmp_path):
+    ckpt = m.write_model(tmp_path / "xl.safetensors", m.sdxl_checkpoint())
+    lora = m.write_model(tmp_path / "l.safetensors", m.kohya_lora("sd1"))
+    files = [
+        {"path": str(ckpt), "kind": "checkpoint"},
+        {"path": str(lora), "kind": "lora", "family": "SDXL 1.0"},
+    ]
+    rc, [result] = play(tmp_path, [{"model_compat": {"files": files}}])
+    assert rc == 2
+    assert sorted(f["code"] for f in result["findings"]) == [
+        "family_mismatch",
+        "no_matching_model",
+    ]
+    assert "the catalog says SDXL 1.0 (sdxl), the file is for sd1" in result["msg"]
