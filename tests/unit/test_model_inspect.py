@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from forge_fleet.model_inspect import (
     civitai_base_model_family,
@@ -304,3 +306,17 @@ def test_gguf_with_a_damaged_header_is_a_finding(tmp_path):
     path.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 16)
     result = inspect_file(str(path))
     assert result["integrity"].startswith("unreadable GGUF header: ")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([b"GGUF\x03\x00\x00\x00", b"GGUF\x02\x00\x00\x00", b"\x80\x04", b"PK\x03\x04"]),
+    st.binary(max_size=200),
+    st.sampled_from(["m.gguf", "m.ckpt", "m.safetensors"]),
+)
+def test_fuzzed_gguf_and_pickle_files_never_raise(tmp_path_factory, magic, body, name):
+    path = tmp_path_factory.mktemp("fuzz") / name
+    path.write_bytes(magic + body)
+    result = inspect_file(str(path))
+    assert isinstance(result["integrity"], str)
+    assert result["format"] in ("safetensors", "pickle", "gguf", "unknown")
