@@ -35,6 +35,9 @@ MANIFEST = "models/.forge-fleet-manifest.json"
 USER_AGENT = "forge-fleet/0.1 (+model_download)"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 MODEL_REFUSED_TYPES = ("text/html", "application/json")
+# How a page or an API error begins: no model format starts so (safetensors begins with an
+# 8-byte little-endian length, GGUF with "GGUF", torch files with "PK" or a pickle opcode).
+NON_MODEL_STARTS = (b"<!doctype html", b"<html", b"<?xml", b'{"error"')
 PUMP_BUFFERS = 16  # x buffer_bytes (1 MiB): received data waiting to be written and hashed
 SYNC_EVERY_BYTES = 64 * 1024 * 1024
 
@@ -105,9 +108,11 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def public_url(url: str) -> str:
-    """A URL fit for messages: no query string (pre-signed URLs carry signatures there)."""
+    """A URL fit for messages: no query string (pre-signed URLs carry signatures there) and
+    no ``user:password@`` (a mirror's credentials may be written into its URL)."""
     parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def request(
@@ -172,11 +177,20 @@ def _retry_delay(settings: Settings, attempt: int, retry_after: str | None) -> f
 
 
 def _with_retries(label: str, settings: Settings, action):
-    """Run ``action()``; retry dropped connections, 429 and 5xx with backoff."""
+    """Run ``action()``; retry dropped connections, 429 and 5xx with backoff.
+
+    A certificate that does not verify is not a passing fault: it fails at once.
+    """
     last = ""
     for attempt in range(settings.retries + 1):
         try:
             return action()
+        except ssl.SSLCertVerificationError as error:
+            raise DownloadError(
+                f"{label}: the server's TLS certificate does not verify "
+                f"({error.verify_message or error.reason}); if a private CA signs it, trust "
+                "that CA on this host or pass its bundle as the module's ca_file"
+            ) from None
         except _Retryable as error:
             last = str(error)
             if attempt < settings.retries:
@@ -669,16 +683,39 @@ class Progress:
 # -- fetching one file ---------------------------------------------------------------------
 
 
-def _refuse_non_model(resp: Response, label: str) -> None:
+def _refuse_non_model(resp: Response, label: str, at_start: bool) -> None:
+    """An HTML or JSON answer where a model was expected is an error, never a file.
+
+    Known by its Content-Type, or, for the first bytes of a file, by how it begins (a login
+    page served as application/octet-stream)."""
     ctype = (resp.header("Content-Type") or "").split(";")[0].strip().lower()
-    if ctype in MODEL_REFUSED_TYPES:
+    looks_like_page = at_start and resp.resp.peek(64)[:64].lstrip().lower().startswith(
+        NON_MODEL_STARTS
+    )
+    if ctype in MODEL_REFUSED_TYPES or looks_like_page:
         body = resp.resp.read(300).decode("utf-8", "replace")
         resp.close()
-        hint = "a login page" if ctype == "text/html" else f"a JSON message ({body[:120]!r})"
+        start = body.lstrip()[:14].lower()
+        if ctype == "text/html" or start.startswith(("<!doctype html", "<html")):
+            hint = "a login page"
+        elif start.startswith("<"):
+            hint = "an error page"
+        else:
+            hint = f"a JSON message ({body[:120]!r})"
         raise DownloadError(
             f"{label}: the server sent {hint} instead of the model (HTTP {resp.status}); check "
             "the API key or token and whether the model needs early access; nothing was saved"
         )
+
+
+class _AlreadyComplete(Exception):
+    """416 to a resume: the partial file already holds every byte the server has."""
+
+
+def _range_total(resp: Response) -> int | None:
+    """The full length from ``Content-Range: bytes */N`` (a 416 answer), if given."""
+    found = (resp.header("Content-Range") or "").rpartition("/")[2].strip()
+    return int(found) if found.isdigit() else None
 
 
 def _status_error(resp: Response, label: str) -> Exception:
@@ -721,11 +758,14 @@ class _Fetch:
             auth=self.item.get("auth"),
             private_headers=self.private_headers,
         )
+        if resp.status == 416 and start and _range_total(resp) == start:
+            resp.close()
+            raise _AlreadyComplete()
         if resp.status not in (200, 206):
             error = _status_error(resp, self.label)
             resp.close()
             raise error
-        _refuse_non_model(resp, self.label)
+        _refuse_non_model(resp, self.label, at_start=start == 0)
         return resp
 
     def _resume_point(self, digest) -> int:
@@ -770,8 +810,14 @@ class _Fetch:
         digest = hashlib.sha256()
         done = self._resume_point(digest) if os.path.exists(self.partial) else 0
         total = self.item.get("size")
+        if done and done == total:
+            return self._finish(done, digest)  # the run stopped between last byte and rename
         # Nothing is written until the server answers with a model: no empty partial files.
-        first = _with_retries(self.label, self.settings, lambda: self._open(done))
+        try:
+            first = _with_retries(self.label, self.settings, lambda: self._open(done))
+        except _AlreadyComplete:
+            self.item["size"] = done  # the server says the file ends where the partial does
+            return self._finish(done, digest)
         if not os.path.exists(self.partial):
             open(self.partial, "wb").close()
         self._save_state(done)
@@ -902,12 +948,20 @@ class _Fetch:
         fd = os.open(self.partial, os.O_WRONLY)
 
         def worker() -> None:
-            while not failure:
+            while True:
+                # The permit is taken before the task: tasks leave the queue in order, so the
+                # oldest segment not yet hashed always belongs to a worker holding a permit,
+                # and the hashing loop below can always go on (taking the task first lets a
+                # stalled worker wait for a permit that only its own segment would free).
+                window.acquire()
+                if failure:
+                    window.release()
+                    return
                 try:
                     index, (first, last) = tasks.get_nowait()
                 except queue.Empty:
+                    window.release()
                     return
-                window.acquire()
                 try:
                     data = _with_retries(
                         self.label, self.settings, lambda f=first, la=last: self._segment(f, la)
@@ -944,6 +998,9 @@ class _Fetch:
                 if index % 8 == 7:
                     self._save_state(done)
         finally:
+            if failure:
+                for _ in threads:  # wake workers waiting for a permit, so they see the failure
+                    window.release()
             for thread in threads:
                 thread.join(timeout=1)
             os.fsync(fd)

@@ -1,0 +1,140 @@
+"""Edge cases of the download engine: a scheduling race between ranged workers, credentials
+inside a URL, an untrusted certificate, an HTML page sent as binary, a partial file that is
+already complete when the run stopped."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+
+import pytest
+
+from forge_fleet import http_download
+from forge_fleet.http_download import Settings, execute, make_plan, public_url
+from tests.doubles.model_hub import ModelHub
+from tests.unit.test_http_download import real_model, sha
+
+LABEL = "models_catalog[0] (edge)"
+TARGET = "models/Stable-diffusion/m.safetensors"
+
+
+@pytest.fixture
+def hub():
+    with ModelHub() as server:
+        yield server
+
+
+@pytest.fixture
+def forge(tmp_path):
+    path = tmp_path / "forge"
+    path.mkdir()
+    return path
+
+
+def url_entry(url: str, **extra) -> dict:
+    return {
+        "source": "url",
+        "url": url,
+        "kind": "checkpoint",
+        "label": LABEL,
+        "filename": "m.safetensors",
+        **extra,
+    }
+
+
+def fast(**extra) -> Settings:
+    return Settings(**{"retries": 2, "backoff": 0.01, "timeout": 10, **extra})
+
+
+def run(entries, forge, options):
+    return execute(make_plan(entries, str(forge), options), str(forge), options)
+
+
+class _FirstTakerStalls(queue.Queue):
+    """A task queue whose taker of segment 0 is held up right after taking it, as a thread
+    preempted on a loaded machine would be."""
+
+    def get_nowait(self):
+        item = super().get_nowait()
+        if isinstance(item, tuple) and item[0] == 0:
+            time.sleep(0.6)
+        return item
+
+
+def test_a_stalled_first_segment_does_not_deadlock_the_ranged_download(
+    hub, tmp_path, forge, monkeypatch
+):
+    source = real_model(tmp_path / "big", 2_000_000)
+    url = hub.cdn_url(hub.add_blob(source))
+    monkeypatch.setattr(http_download.queue, "Queue", _FirstTakerStalls)
+    options = fast(connections=2, segment_bytes=64 * 1024, min_split_bytes=1)
+    outcome: dict = {}
+    worker = threading.Thread(
+        target=lambda: outcome.update(run([url_entry(url)], forge, options)), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "the ranged download deadlocked"
+    assert outcome["errors"] == []
+    assert sha(forge / TARGET) == sha(source)
+
+
+def test_credentials_inside_a_url_are_left_out_of_what_is_shown():
+    shown = public_url("https://alice:s3cret-pass@mirror.example:8443/m.safetensors?sig=abc")
+    assert shown == "https://mirror.example:8443/m.safetensors"
+
+
+def test_an_error_message_never_shows_credentials_from_the_url(hub, forge):
+    url = hub.cdn_url("0" * 16).replace("http://", "http://alice:s3cret-pass@")
+    result = run([url_entry(url)], forge, fast())
+    assert "HTTP 403" in result["errors"][0]
+    assert "s3cret-pass" not in repr(result)
+
+
+def test_an_untrusted_certificate_fails_at_once_and_names_the_ca_setting(tmp_path, forge):
+    tls = pytest.importorskip("lab.tls")
+    cert, key = tls.issue_server_cert(["127.0.0.1"], tmp_path)
+    with ModelHub(tls=(str(cert), str(key))) as server:
+        url = server.cdn_url(server.add_blob(real_model(tmp_path / "a", 10_000)))
+        started = time.monotonic()
+        result = run([url_entry(url)], forge, fast(retries=5, backoff=1.0))
+        elapsed = time.monotonic() - started
+    [error] = result["errors"]
+    assert "certificate" in error
+    assert "ca_file" in error
+    assert elapsed < 5, "a certificate problem is not retried with back-off"
+
+
+def test_an_html_page_labelled_as_binary_is_refused_and_not_saved(hub, tmp_path, forge):
+    page = tmp_path / "login.bin"
+    page.write_bytes(b"<!DOCTYPE html>\n<html><body>Sign in</body></html>\n" * 50)
+    url = hub.cdn_url(hub.add_blob(page))
+    [error] = run([url_entry(url)], forge, fast())["errors"]
+    assert "instead of the model" in error
+    folder = forge / "models/Stable-diffusion"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_a_complete_partial_file_is_finished_without_fetching_it_again(
+    hub, tmp_path, forge, monkeypatch
+):
+    source = real_model(tmp_path / "a", 600_000)
+    url = hub.cdn_url(hub.add_blob(source))
+    options = fast(connections=2, segment_bytes=64 * 1024, min_split_bytes=1)
+    real_replace = os.replace
+
+    def killed_before_rename(src, dst):
+        if str(src).endswith(".partial"):
+            raise OSError("killed before the rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(http_download.os, "replace", killed_before_rename)
+    assert run([url_entry(url)], forge, options)["errors"]
+    monkeypatch.setattr(http_download.os, "replace", real_replace)
+    hub.state.log.clear()
+    again = run([url_entry(url)], forge, options)
+    assert again["errors"] == []
+    assert sha(forge / TARGET) == sha(source)
+    assert [r["range"] for r in hub.cdn_requests()] == [f"bytes={os.path.getsize(source)}-"]
