@@ -96,3 +96,12 @@ def test_a_driver_too_old_for_the_torch_build_passes_when_the_build_is_lowered(v
         "ok",
     )
     assert fact["compute_capability"] is None  # drivers before 510 cannot be asked for it
+
+
+def test_a_gpu_size_whose_gpu_is_not_visible_fails_with_the_azure_sizes(vm, tmp_path):
+    host = vm.hosts[0]
+    vm.set_gpu(host, "no-devices")
+    result = preflight(vm, tmp_path)
+    message = result.task("Check that the host can run Forge", host).msg
+    assert f"GPU check failed on {host}: nvidia-smi lists no GPU" in message
+    assert "NC-series" in message

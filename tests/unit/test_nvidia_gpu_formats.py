@@ -194,3 +194,8 @@ def test_double_csv_with_units_and_header():
         0,
         "name, memory.total [MiB], compute_cap\nNVIDIA A100 80GB PCIe, 81920 MiB, 8.0\n",
     )
+
+
+def test_double_without_a_visible_gpu_says_no_devices_were_found():
+    assert double("no-devices")(["nvidia-smi", "-L"]) == (6, "No devices were found\n", "")
+    assert probe(double("no-devices"))["problem"] == "no_gpu"
