@@ -31,7 +31,7 @@ def gpu_fact(result, host):
     [
         ("t4", ("Tesla T4", 1, 15360, "535.183.01", "12.2")),
         ("a100", ("NVIDIA A100 80GB PCIe", 1, 81920, "535.183.01", "12.2")),
-        ("h100", ("NVIDIA H100 NVL", 1, 95830, "550.127.05", "12.4")),
+        ("h100", ("NVIDIA H100 80GB HBM3", 1, 81559, "550.127.05", "12.4")),
         ("two-t4", ("Tesla T4", 2, 15360, "535.183.01", "12.2")),
     ],
 )
@@ -39,6 +39,7 @@ def test_healthy_gpus_pass_and_export_their_facts(lab, tmp_path, scenario, expec
     host = lab.hosts[0]
     lab.set_gpu(host, scenario)
     result, _ = preflight(lab, tmp_path, preflight_model_families=["flux_dev"])
+    assert result.ok, result.explain()
     fact = gpu_fact(result, host)
     keys = ("name", "count", "memory_mib", "driver_version", "cuda_version")
     assert tuple(fact[k] for k in keys) == expected
@@ -60,6 +61,7 @@ def test_unusable_gpu_fails_the_host_with_advice(lab, tmp_path, scenario, expect
     result, _ = preflight(lab, tmp_path)
     failure = result.task("Check that the host can run Forge", host)
     assert failure.failed
+    assert failure.msg.startswith(f"Preflight failed on {host}: ")
     assert expected.format(host=host) in failure.msg
     assert result.stats[lab.hosts[0]]["failures"] == 0
 
@@ -78,8 +80,31 @@ def test_fleet_table_lists_every_host_even_when_one_fails(lab, tmp_path):
     rows = list(csv.DictReader((tmp_path / "preflight.csv").open()))
     assert [(r["host"], r["verdict"]) for r in rows] == [(hosts[0], "ok"), (hosts[1], "fail")]
     assert rows[0]["vram_mib"] == "81920"
+    assert table[-1] == f"1 of 2 hosts cannot run Forge: {hosts[1]}"
     shown = result.task("Show the fleet table", hosts[0]).res["msg"]
-    assert shown[: len(table)] == table[: len(shown)]
+    assert shown.splitlines() == table
+
+
+def test_two_gpus_show_as_a_count_in_the_fleet_table(lab, tmp_path):
+    for host in lab.hosts:
+        lab.set_gpu(host, "two-t4")
+    result, hosts = preflight(lab, tmp_path)
+    assert result.ok, result.explain()
+    table = (tmp_path / "preflight.txt").read_text().splitlines()
+    assert table[1].split()[:4] == [hosts[0], "2x", "Tesla", "T4"]
+    assert table[-1] == "All 2 hosts can run Forge."
+
+
+def test_catalog_bundles_set_the_gpu_memory_needed(lab, tmp_path):
+    host = lab.hosts[0]
+    lab.set_gpu(host, "t4")
+    result, _ = preflight(
+        lab, tmp_path, models_bundles=["flux1_dev_fp8"], preflight_vram_gib={"flux_dev": 24}
+    )
+    assert gpu_fact(result, host)["model_families"] == ["flux_dev"]
+    message = result.task("Check that the host can run Forge", host).msg
+    assert f"Tesla T4 on {host} has 15360 MiB of GPU memory" in message
+    assert "the catalog's flux_dev models need about 24 GiB" in message
 
 
 def test_not_enough_vram_for_the_catalog_fails_or_warns(lab, tmp_path):
@@ -106,19 +131,27 @@ def test_not_enough_disk_fails_with_the_numbers(lab, tmp_path):
     )
 
 
-def test_check_mode_and_reruns_change_nothing(lab, tmp_path):
+def test_check_mode_changes_nothing_and_still_writes_the_report(lab, tmp_path):
     for host in lab.hosts:
         lab.set_gpu(host, "t4")
-    for check in (True, False, False):
-        result = run_playbook(
-            "playbooks/preflight.yml",
-            lab.inventory,
-            check=check,
-            extravars={"preflight_report_dir": str(tmp_path)},
-        )
+    result = run_playbook(
+        "playbooks/preflight.yml",
+        lab.inventory,
+        check=True,
+        extravars={"preflight_report_dir": str(tmp_path)},
+    )
+    assert result.ok, result.explain()
+    assert [result.stats[h]["changed"] for h in lab.hosts] == [0, 0]
+    assert (tmp_path / "preflight.txt").read_text().splitlines()[-1] == "All 2 hosts can run Forge."
+
+
+def test_a_second_run_reports_no_change(lab, tmp_path):
+    for host in lab.hosts:
+        lab.set_gpu(host, "t4")
+    for _ in range(2):
+        result, _hosts = preflight(lab, tmp_path)
         assert result.ok, result.explain()
-        assert all(result.stats[h]["changed"] == 0 for h in lab.hosts)
-    assert (tmp_path / "preflight.txt").exists()
+    assert [result.stats[h]["changed"] for h in lab.hosts] == [0, 0]
 
 
 def test_site_runs_preflight_first(lab, tmp_path):
