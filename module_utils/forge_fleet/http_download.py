@@ -731,6 +731,99 @@ def _status_error(resp: Response, label: str) -> Exception:
     return DownloadError(f"{label}: HTTP {resp.status} from {public_url(resp.url)}")
 
 
+class _SegmentFetcher:
+    """Ranged GETs for the segments of one file, one kept-alive connection per worker.
+
+    Segments go straight to the URL the first answer came from (for CivitAI the pre-signed
+    storage URL, so the API is asked once per file, not once per segment), without
+    credentials unless that URL is on the catalog URL's own origin. If that URL stops
+    answering (an expired signature), segments go back through the catalog URL, which
+    redirects to a fresh one.
+    """
+
+    def __init__(self, fetch: _Fetch, url: str) -> None:
+        self.fetch = fetch
+        self.url: str | None = url
+        self.local = threading.local()
+
+    def close_mine(self) -> None:
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self.local.conn = None
+
+    def _direct(self, url: str, first: int, last: int) -> Response:
+        conn = getattr(self.local, "conn", None)
+        if conn is None or getattr(self.local, "origin", None) != _origin(url):
+            self.close_mine()
+            conn = _connect(url, self.fetch.settings)
+            self.local.conn, self.local.origin = conn, _origin(url)
+        parts = urllib.parse.urlsplit(url)
+        headers = {"User-Agent": USER_AGENT, "Range": f"bytes={first}-{last}"}
+        if _origin(url) == _origin(self.fetch.item["url"]):
+            headers.update(self.fetch.private_headers)
+            if self.fetch.item.get("auth"):
+                headers["Authorization"] = f"Bearer {self.fetch.item['auth']}"
+        try:
+            conn.request(
+                "GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers
+            )
+            return Response(conn, conn.getresponse(), url)
+        except (OSError, http.client.HTTPException):
+            self.close_mine()
+            raise
+
+    def _answer(self, first: int, last: int) -> Response:
+        """A 206 answer for bytes first..last, or the reason there is none."""
+        url = self.url
+        if url is None:
+            resp = self.fetch._open(first, last)  # through the catalog URL, on a new connection
+            if resp.status != 206:
+                resp.close()
+                raise DownloadError(f"{self.fetch.label}: the server stopped honouring Range")
+            if resp.url != self.fetch.item["url"]:
+                self.url = resp.url  # a fresh storage URL for the segments still to come
+            return resp
+        resp = self._direct(url, first, last)
+        if resp.status == 206:
+            return resp
+        self._drop(resp)
+        if resp.status == 200:
+            raise DownloadError(f"{self.fetch.label}: the server stopped honouring Range")
+        if url != self.fetch.item["url"] and resp.status not in RETRY_STATUSES:
+            self.url = None  # expired or refused: back through the catalog URL for a fresh one
+            raise _Retryable(f"HTTP {resp.status} from {public_url(url)}", "0")
+        raise _status_error(resp, self.fetch.label)
+
+    def _drop(self, resp: Response) -> None:
+        if resp.conn is getattr(self.local, "conn", None):
+            self.close_mine()
+        else:
+            resp.close()
+
+    def fill(self, first: int, last: int, view: memoryview) -> None:
+        """Fill ``view`` with bytes first..last of the file."""
+        resp = self._answer(first, last)
+        got = 0
+        keep = False
+        try:
+            while got < len(view):
+                count = resp.resp.readinto(view[got:])
+                if not count:
+                    break
+                got += count
+            keep = resp.conn is getattr(self.local, "conn", None) and not resp.resp.will_close
+            if keep and got == len(view):
+                resp.resp.read()  # the (empty) rest, so the connection carries the next GET
+            else:
+                keep = False
+        finally:
+            if not keep:
+                self._drop(resp)
+        if got != len(view):
+            raise _Retryable(f"segment {first}-{last} cut short ({got} bytes)")
+
+
 class _Fetch:
     """Download one resolved item into ``<dest>.partial``, hashing as bytes arrive."""
 
@@ -840,7 +933,7 @@ class _Fetch:
             and remaining >= self.settings.min_split_bytes
         ):
             first.close()
-            done = self._parallel(done, total, digest)
+            done = self._parallel(done, total, digest, first.url)
         else:
             done = self._stream(first, done, total, digest)
         return self._finish(done, digest)
@@ -930,51 +1023,67 @@ class _Fetch:
                             f"{self.label}: the server stopped honouring Range"
                         ) from None
 
-    def _parallel(self, start: int, total: int, digest) -> int:  # noqa: PLR0915 - one pipeline
+    def _parallel(self, start: int, total: int, digest, url: str) -> int:  # noqa: PLR0915
         """Segments fetched over several connections; hashed in order as they complete.
 
-        Completed segments wait in memory only until the segments before them are hashed;
-        workers stay at most connections + 2 segments ahead, which bounds memory.
+        ``connections + 2`` segment buffers are allocated once and recycled: a worker takes a
+        free buffer, then the next segment, fills the buffer and writes it in place; the loop
+        below hashes buffers in file order and hands them back. Memory is therefore fixed
+        (about (connections + 2) x segment_bytes) whatever the file size, and nothing is read
+        back from disk. Taking the buffer before the segment keeps it deadlock-free: segments
+        leave the queue in order, so the oldest one not yet hashed always belongs to a worker
+        that holds a buffer (taking the segment first lets a stalled worker wait for a buffer
+        only its own segment would free).
         """
         size = self.settings.segment_bytes
         segments = [(o, min(o + size, total) - 1) for o in range(start, total, size)]
-        window = threading.Semaphore(self.settings.connections + 2)
-        ready: dict[int, bytes] = {}
+        slots = min(self.settings.connections + 2, len(segments))
+        free: queue.Queue = queue.Queue()
+        for _ in range(slots):
+            free.put(bytearray(size))
+        ready: dict[int, tuple[bytearray, int]] = {}
         cond = threading.Condition()
         failure: list[BaseException] = []
         tasks: queue.Queue = queue.Queue()
         for index, segment in enumerate(segments):
             tasks.put((index, segment))
         fd = os.open(self.partial, os.O_WRONLY)
+        fetcher = _SegmentFetcher(self, url)
 
         def worker() -> None:
-            while True:
-                # The permit is taken before the task: tasks leave the queue in order, so the
-                # oldest segment not yet hashed always belongs to a worker holding a permit,
-                # and the hashing loop below can always go on (taking the task first lets a
-                # stalled worker wait for a permit that only its own segment would free).
-                window.acquire()
-                if failure:
-                    window.release()
-                    return
-                try:
-                    index, (first, last) = tasks.get_nowait()
-                except queue.Empty:
-                    window.release()
-                    return
-                try:
-                    data = _with_retries(
-                        self.label, self.settings, lambda f=first, la=last: self._segment(f, la)
-                    )
-                    os.pwrite(fd, data, first)
-                except BaseException as error:  # reported by the hashing loop below
-                    failure.append(error)
+            try:
+                while True:
+                    buffer = None
+                    while buffer is None and not failure:
+                        try:
+                            buffer = free.get(timeout=0.5)
+                        except queue.Empty:
+                            continue
+                    if failure:
+                        return
+                    try:
+                        index, (first, last) = tasks.get_nowait()
+                    except queue.Empty:
+                        free.put(buffer)
+                        return
+                    view = memoryview(buffer)[: last - first + 1]
+                    try:
+                        _with_retries(
+                            self.label,
+                            self.settings,
+                            lambda f=first, la=last, v=view: fetcher.fill(f, la, v),
+                        )
+                        os.pwrite(fd, view, first)
+                    except BaseException as error:  # reported by the hashing loop below
+                        failure.append(error)
+                        with cond:
+                            cond.notify_all()
+                        return
                     with cond:
+                        ready[index] = (buffer, len(view))
                         cond.notify_all()
-                    return
-                with cond:
-                    ready[index] = data
-                    cond.notify_all()
+            finally:
+                fetcher.close_mine()
 
         threads = [
             threading.Thread(target=worker, daemon=True)
@@ -990,17 +1099,14 @@ class _Fetch:
                         cond.wait(1.0)
                     if failure and index not in ready:
                         break
-                    data = ready.pop(index)
-                digest.update(data)
-                done += len(data)
-                window.release()
-                self.progress.add(self.item["destination"], len(data))
+                    buffer, count = ready.pop(index)
+                digest.update(memoryview(buffer)[:count])
+                free.put(buffer)
+                done += count
+                self.progress.add(self.item["destination"], count)
                 if index % 8 == 7:
                     self._save_state(done)
         finally:
-            if failure:
-                for _ in threads:  # wake workers waiting for a permit, so they see the failure
-                    window.release()
             for thread in threads:
                 thread.join(timeout=1)
             os.fsync(fd)
@@ -1016,25 +1122,6 @@ class _Fetch:
                 )
             )
         return done
-
-    def _segment(self, first: int, last: int) -> bytearray:
-        resp = self._open(first, last)
-        try:
-            if resp.status != 206:
-                raise DownloadError(f"{self.label}: the server stopped honouring Range")
-            data = bytearray(last - first + 1)  # filled in place: no second copy in memory
-            view = memoryview(data)
-            got = 0
-            while got < len(data):
-                count = resp.resp.readinto(view[got:])
-                if not count:
-                    break
-                got += count
-        finally:
-            resp.close()
-        if got != len(data):
-            raise _Retryable(f"segment {first}-{last} cut short ({got} bytes)")
-        return data
 
     def _finish(self, done: int, digest) -> str:
         actual = digest.hexdigest()

@@ -138,3 +138,66 @@ def test_a_complete_partial_file_is_finished_without_fetching_it_again(
     assert again["errors"] == []
     assert sha(forge / TARGET) == sha(source)
     assert [r["range"] for r in hub.cdn_requests()] == [f"bytes={os.path.getsize(source)}-"]
+
+
+def civitai_options(hub, **extra) -> Settings:
+    return fast(
+        civitai_endpoint=hub.api_url,
+        connections=3,
+        segment_bytes=64 * 1024,
+        min_split_bytes=1,
+        **extra,
+    )
+
+
+def test_a_ranged_civitai_download_asks_the_api_once_not_once_per_segment(hub, tmp_path, forge):
+    source = real_model(tmp_path / "lora.safetensors", 2_000_000)
+    hub.add_civitai_version(7, 70, source, name="lora.safetensors")
+    entry = {"source": "civitai", "version_id": 7, "label": LABEL}
+    result = run([entry], forge, civitai_options(hub))
+    assert result["errors"] == []
+    assert sha(forge / "models/Lora/lora.safetensors") == sha(source)
+    downloads = [r for r in hub.api_requests() if r["path"].startswith("/api/download/")]
+    segments = [r for r in hub.cdn_requests() if r["range"]]
+    assert len(downloads) == 1
+    assert len(segments) >= 30
+    assert not any(r["authorization"] for r in hub.cdn_requests())
+
+
+def test_an_expired_storage_url_is_renewed_through_the_api(hub, tmp_path, forge, monkeypatch):
+    source = real_model(tmp_path / "lora.safetensors", 2_000_000)
+    hub.add_civitai_version(7, 70, source, name="lora.safetensors")
+    original = http_download._SegmentFetcher.__init__
+
+    def expired(self, fetch, url):
+        original(self, fetch, url.split("?")[0] + "?se=1970-01-01")  # signature no longer valid
+
+    monkeypatch.setattr(http_download._SegmentFetcher, "__init__", expired)
+    entry = {"source": "civitai", "version_id": 7, "label": LABEL}
+    result = run([entry], forge, civitai_options(hub))
+    assert result["errors"] == []
+    assert sha(forge / "models/Lora/lora.safetensors") == sha(source)
+    downloads = [r for r in hub.api_requests() if r["path"].startswith("/api/download/")]
+    segments = [r for r in hub.cdn_requests() if r["range"]]
+    # Renewed a few times (workers may notice at once), not asked once per segment.
+    assert 2 <= len(downloads) <= 1 + 2 * 3 < len(segments)
+
+
+def test_ranged_download_memory_is_a_fixed_set_of_segment_buffers(
+    hub, tmp_path, forge, monkeypatch
+):
+    source = real_model(tmp_path / "big", 3_000_000)
+    url = hub.cdn_url(hub.add_blob(source))
+    allocated: list[int] = []
+    real_bytearray = bytearray
+
+    class Counting(real_bytearray):
+        def __init__(self, *args):
+            super().__init__(*args)
+            allocated.append(len(self))
+
+    monkeypatch.setattr(http_download, "bytearray", Counting, raising=False)
+    options = fast(connections=3, segment_bytes=64 * 1024, min_split_bytes=1)
+    assert run([url_entry(url)], forge, options)["errors"] == []
+    assert sha(forge / TARGET) == sha(source)
+    assert allocated == [64 * 1024] * (3 + 2)
