@@ -28,7 +28,10 @@ def podman(*args: str, check: bool = True, input_text: str | None = None) -> str
         check=False,
     )
     if check and result.returncode != 0:
-        raise PodmanError(f"podman {' '.join(args[:3])} failed: {result.stderr.strip()}")
+        detail = (result.stderr.strip() or result.stdout.strip())[-500:]
+        raise PodmanError(
+            f"podman {' '.join(args[:3])} failed (exit {result.returncode}): {detail}"
+        )
     return result.stdout
 
 

@@ -223,14 +223,18 @@ def authorize_key(name: str, public_key: str) -> None:
 
 def trust_lab_ca(name: str) -> None:
     """Let the VM trust the lab CA, as a real VM trusts the public CAs of the real services."""
-    podman.exec_in(
-        name,
-        "sh",
-        "-c",
+    script = (
         "cat > /usr/local/share/ca-certificates/forge-lab-ca.crt"
-        " && update-ca-certificates >/dev/null",
-        input_text=ensure_ca().read_text(),
+        " && update-ca-certificates >/dev/null"
     )
+    for attempt in range(3):  # a VM still settling after boot once failed this, silently
+        try:
+            podman.exec_in(name, "sh", "-c", script, input_text=ensure_ca().read_text())
+            return
+        except podman.PodmanError:
+            if attempt == 2:
+                raise
+            time.sleep(2)
 
 
 def set_gpu_scenario(name: str, scenario: str) -> None:
