@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import _free_port_block
 from tests.harness.lab import LabHandle, lab_vms
@@ -105,3 +108,27 @@ def test_a_gpu_size_whose_gpu_is_not_visible_fails_with_the_azure_sizes(vm, tmp_
     message = result.task("Check that the host can run Forge", host).msg
     assert f"GPU check failed on {host}: nvidia-smi lists no GPU" in message
     assert "NC-series" in message
+
+
+def test_an_unreachable_host_is_still_a_row_of_the_fleet_table(vm, tmp_path):
+    vm.set_gpu(vm.hosts[0], "a100")
+    inventory = yaml.safe_load(Path(vm.inventory).read_text())
+    with socket.socket() as sock:  # a port on loopback that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    inventory["all"]["children"]["forge_servers"]["hosts"]["ghost-1"] = {
+        "ansible_host": "127.0.0.1",
+        "ansible_port": closed_port,
+    }
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    result = run_playbook(
+        "playbooks/preflight.yml",
+        str(tmp_path / "inventory.yml"),
+        extravars={"preflight_report_dir": str(tmp_path / "reports")},
+    )
+    assert result.stats["ghost-1"]["dark"] == 1  # ansible-runner counts unreachable as "dark"
+    rows = {r["host"]: r for r in csv.DictReader((tmp_path / "reports/preflight.csv").open())}
+    assert (rows[vm.hosts[0]]["verdict"], rows["ghost-1"]["verdict"]) == ("ok", "unreachable")
+    assert rows["ghost-1"]["problems"] == "no preflight result: the host was unreachable"
+    table = (tmp_path / "reports/preflight.txt").read_text().splitlines()
+    assert table[-1] == "1 of 2 hosts cannot run Forge: ghost-1"
