@@ -1,22 +1,30 @@
-"""model_download through ansible-playbook -vvv on localhost: results, check mode, no secrets."""
+"""model_download through ansible-playbook -vvv on localhost: results, check mode, no secrets.
+
+One stand-in and one sequence of real playbook runs (check, download, re-run, a touched file,
+a corrupted file) per module; each test asserts one behaviour on what those runs left.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lab.paths import REPO_ROOT
 from tests.doubles.model_hub import ModelHub
 from tests.unit.test_http_download import KEY, TOKEN, real_model
 
+MIRROR_SECRET = "mirror-header-secret-0123456789"
 
-def playbook(tmp_path: Path, hub: ModelHub, forge: Path, *args: str) -> tuple[int, str, dict]:
-    entries = [
+
+def entries(hub: ModelHub) -> list[dict]:
+    return [
         {
             "source": "huggingface",
             "repo": "org/flux",
@@ -26,89 +34,201 @@ def playbook(tmp_path: Path, hub: ModelHub, forge: Path, *args: str) -> tuple[in
             "label": "models_catalog[0] (org/flux/ae.safetensors)",
         },
         {"source": "civitai", "version_id": 42, "label": "models_catalog[1] (civitai version 42)"},
-    ]
-    task = {
-        "model_download": {
-            "forge_dir": str(forge),
-            "entries": entries,
-            "huggingface_token": "{{ hf_token }}",
-            "civitai_api_key": "{{ civitai_key }}",
-            "huggingface_endpoint": hub.api_url,
-            "civitai_endpoint": hub.api_url,
+        {
+            "source": "url",
+            "url": f"{hub.api_url}/api/download/models/43",
+            "headers": {"Authorization": f"Bearer {MIRROR_SECRET}"},
+            "kind": "lora",
+            "filename": "mirror.safetensors",
+            "label": "models_catalog[2] (private mirror)",
         },
-        "register": "result",
+    ]
+
+
+CORRUPT = "import sys; f = open(sys.argv[1], 'r+b'); f.seek(1000); f.write(b'broken'); f.close()"
+
+
+def download_task(hub: ModelHub, dest: Path, register: str, **extra) -> dict:
+    args = {
+        "dest": str(dest),
+        "entries": entries(hub),
+        "huggingface_token": "{{ hf_token }}",
+        "civitai_api_key": "{{ civitai_key }}",
+        "huggingface_endpoint": hub.api_url,
+        "civitai_endpoint": hub.api_url,
     }
+    task = {"name": f"Run model_download ({register})", "register": register}
+    task.update(
+        {key: value for key, value in extra.items() if key in ("check_mode", "ignore_errors")}
+    )
+    args.update({key: value for key, value in extra.items() if key not in task})
+    return {"model_download": args, **task}
+
+
+def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
+    """check -> download -> re-run -> touched (same bytes) -> corrupted (check, run) ->
+    a wrong catalog sha256 in another folder."""
+    vae = forge / "models/VAE/ae.safetensors"
+    wrong = entries(hub)[:1]
+    wrong[0]["sha256"] = "0" * 64
+    tasks = [
+        download_task(hub, forge, "check", check_mode=True),
+        download_task(hub, forge, "download", progress_file=str(tmp_path / "progress.json")),
+        download_task(hub, forge, "rerun"),
+        {
+            "name": "Touch the VAE (same bytes, new mtime)",
+            "ansible.builtin.file": {
+                "path": str(vae),
+                "state": "touch",
+                "modification_time": "200001010000.00",
+            },
+        },
+        download_task(hub, forge, "touched"),
+        {
+            "name": "Corrupt the VAE (same size)",
+            "ansible.builtin.command": {"argv": [sys.executable, "-c", CORRUPT, str(vae)]},
+        },
+        download_task(hub, forge, "corrupted_check", check_mode=True),
+        download_task(hub, forge, "corrupted"),
+        download_task(hub, tmp_path / "other", "failing", ignore_errors=True),
+    ]
+    tasks[-1]["model_download"]["entries"] = wrong
+    names = ["check", "download", "rerun", "touched", "corrupted_check", "corrupted", "failing"]
     show = {
+        "name": "Save the results",
         "ansible.builtin.copy": {
-            "content": "{{ result | to_json }}",
-            "dest": str(tmp_path / "result.json"),
+            "content": "{{ " + "{" + ", ".join(f"'{n}': {n}" for n in names) + "} | to_json }}",
+            "dest": str(tmp_path / "results.json"),
             "mode": "0600",
         },
-        "check_mode": False,
     }
-    book = tmp_path / "play.yml"
-    book.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "hosts": "localhost",
-                    "gather_facts": False,
-                    "vars": {"hf_token": TOKEN, "civitai_key": KEY},
-                    "tasks": [task, show],
-                }
-            ]
-        )
-    )
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "NO_COLOR": "1"}
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-vvv",
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(book),
-            *args,
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    result = json.loads((tmp_path / "result.json").read_text())
-    return done.returncode, done.stdout + done.stderr, result
+    return [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars": {"hf_token": TOKEN, "civitai_key": KEY},
+            "tasks": [*tasks, show],
+        }
+    ]
 
 
-def test_module_downloads_reports_and_never_shows_a_secret_at_vvv(tmp_path):
+def run_playbook(tmp_path: Path, book: list[dict]) -> subprocess.CompletedProcess:
+    path = tmp_path / "play.yml"
+    path.write_text(yaml.safe_dump(book))
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "ANSIBLE_MODULE_UTILS": str(REPO_ROOT / "module_utils"),
+        "NO_COLOR": "1",
+    }
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-vvv"]
+    command += ["-M", str(REPO_ROOT / "library"), "-i", "localhost,", "-c", "local"]
+    command += ["-e", f"ansible_python_interpreter={sys.executable}", str(path)]
+    return subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("module")
     forge = tmp_path / "forge"
     with ModelHub() as hub:
         hub.state.tokens.add(TOKEN)
-        hub.state.civitai_keys.add(KEY)
-        hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "ae", 20_000))
+        hub.state.civitai_keys.update({KEY, MIRROR_SECRET})
+        ae = real_model(tmp_path / "ae", 20_000)
+        hub.add_hf_file("org/flux", "ae.safetensors", ae)
         hub.add_civitai_version(
-            42,
-            4,
-            real_model(tmp_path / "l", 5000, seed=3),
-            name="style.safetensors",
-            restricted=True,
+            42, 4, real_model(tmp_path / "l", 5000, seed=3), name="style.safetensors"
         )
-        rc, output, result = playbook(tmp_path, hub, forge, "--check")
-        assert rc == 0, output[-3000:]
-        assert [f["action"] for f in result["files"]] == ["download", "download"]
-        assert result["bytes_to_fetch"] > 20_000
-        assert not (forge / "models").exists()
-        rc, output, result = playbook(tmp_path, hub, forge)
-        assert rc == 0, output[-3000:]
-        assert [f["action"] for f in result["files"]] == ["downloaded", "downloaded"]
-        assert result["changed"] is True
-        rc, again, result = playbook(tmp_path, hub, forge)
-        assert [f["action"] for f in result["files"]] == ["present", "present"]
-        assert result["changed"] is False
-    for text in (output, again, (tmp_path / "result.json").read_text()):
-        assert TOKEN not in text
-        assert KEY not in text
-    assert (forge / "models/Lora/style.safetensors").exists()
+        hub.add_civitai_version(
+            43, 5, real_model(tmp_path / "m", 3000, seed=4), name="m.safetensors", restricted=True
+        )
+        done = run_playbook(tmp_path, play(tmp_path, hub, forge))
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        results = json.loads((tmp_path / "results.json").read_text())
+        return {
+            **results,
+            "output": done.stdout + done.stderr,
+            "forge": forge,
+            "ae": ae,
+            "progress": (tmp_path / "progress.json").read_text(),
+            "cdn": hub.cdn_requests(),
+        }
+
+
+def actions(result: dict) -> list[str]:
+    return [f["action"] for f in result["files"]]
+
+
+def test_check_mode_reports_what_and_how_many_bytes(runs):
+    result = runs["check"]
+    assert actions(result) == ["download", "download", "download"]
+    assert result["bytes_to_fetch"] >= 20_000 + 5000
+    assert result["totals"]["download"] == 3
+    assert result["changed"] is True
+
+
+def test_check_mode_changes_nothing(runs):
+    # The check ran first; the real download that followed found nothing there.
+    assert actions(runs["download"]) == ["downloaded", "downloaded", "downloaded"]
+
+
+def test_download_places_every_file_and_reports_it(runs):
+    result = runs["download"]
+    assert result["changed"] is True
+    assert result["totals"]["downloaded"] == 3
+    vae = next(f for f in result["files"] if f["destination"] == "models/VAE/ae.safetensors")
+    assert (vae["kind"], vae["size"]) == ("vae", os.path.getsize(runs["ae"]))
+    assert vae["sha256"] == hashlib.sha256(runs["ae"].read_bytes()).hexdigest()
+    assert (runs["forge"] / "models/Lora/style.safetensors").exists()
+    assert (runs["forge"] / "models/Lora/mirror.safetensors").exists()
+
+
+def test_progress_file_ends_finished_with_all_bytes(runs):
+    progress = json.loads(runs["progress"])
+    assert progress["finished"] is True
+    assert progress["bytes_done"] == progress["bytes_total"] > 20_000
+
+
+def test_rerun_is_unchanged(runs):
+    assert actions(runs["rerun"]) == ["present", "present", "present"]
+    assert runs["rerun"]["changed"] is False
+
+
+def test_present_files_are_never_fetched_again(runs):
+    blobs = [r["path"] for r in runs["cdn"]]
+    # three downloads, the repair of the corrupted VAE, the wrong-hash attempt elsewhere
+    assert len(blobs) == 5
+
+
+def test_touched_file_is_reverified_without_a_change(runs):
+    assert sorted(actions(runs["touched"])) == ["present", "present", "verified"]
+    assert runs["touched"]["changed"] is False
+
+
+def test_check_mode_cannot_tell_a_same_size_corruption_without_hashing(runs):
+    assert sorted(actions(runs["corrupted_check"])) == ["present", "present", "verify"]
+    assert runs["corrupted_check"]["changed"] is False
+
+
+def test_corrupted_file_is_repaired(runs):
+    assert sorted(actions(runs["corrupted"])) == ["present", "present", "repaired"]
+    assert runs["corrupted"]["changed"] is True
+    assert (runs["forge"] / "models/VAE/ae.safetensors").read_bytes() == runs["ae"].read_bytes()
+
+
+def test_failed_download_fails_the_task_with_a_clear_message(runs):
+    result = runs["failing"]
+    assert result["failed"] is True
+    assert "1 model download(s) failed" in result["msg"]
+    assert "does not match (sha256" in result["msg"]
+
+
+@pytest.mark.parametrize("secret", [TOKEN, KEY, MIRROR_SECRET])
+def test_no_secret_appears_in_any_output_at_vvv(runs, secret):
+    assert "ESTABLISH LOCAL CONNECTION" in runs["output"]  # really at -vvv
+    assert "invocation" in runs["output"]
+    manifest = (runs["forge"] / "models/.forge-fleet-manifest.json").read_text()
+    for text in (runs["output"], runs["progress"], manifest):
+        assert secret not in text
