@@ -39,7 +39,6 @@ MODEL_REFUSED_TYPES = ("text/html", "application/json")
 # 8-byte little-endian length, GGUF with "GGUF", torch files with "PK" or a pickle opcode).
 NON_MODEL_STARTS = (b"<!doctype html", b"<html", b"<?xml", b'{"error"')
 PUMP_BUFFERS = 16  # x buffer_bytes (1 MiB): received data waiting to be written and hashed
-SYNC_EVERY_BYTES = 64 * 1024 * 1024
 
 
 class DownloadError(Exception):
@@ -952,7 +951,8 @@ class _Fetch:
         failure: list[BaseException] = []
 
         def sink() -> None:
-            unsynced = 0
+            # No fdatasync here: it would stall the hash for the whole writeback; the kernel
+            # writes back in the background and one fsync before the rename makes it durable.
             while True:
                 item = full.get()
                 if item is None:
@@ -962,13 +962,6 @@ class _Fetch:
                     view = memoryview(buffer)[:count]
                     handle.write(view)
                     digest.update(view)
-                    unsynced += count
-                    if unsynced >= SYNC_EVERY_BYTES:
-                        # Flush to disk while the next bytes arrive, so the final fsync
-                        # before the rename has little left to do.
-                        handle.flush()
-                        os.fdatasync(handle.fileno())
-                        unsynced = 0
                 except BaseException as error:  # surfaced in the receiving thread
                     failure.append(error)
                 free.put(buffer)
