@@ -143,6 +143,7 @@ errors:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.http_download import (
     DownloadError,
+    Progress,
     Settings,
     check_declared_families,
     check_disk,
@@ -209,6 +210,10 @@ def main() -> None:
         ca_file=p["ca_file"],
     )
     try:
+        if p["progress_file"] and not module.check_mode:
+            # Before asking upstream (seconds for a long catalog): a watcher polling the file
+            # must not take an earlier run's "finished" for this one.
+            Progress(p["progress_file"], 0).write()
         plan = make_plan(p["entries"], p["forge_dir"], settings)
         mismatches = check_declared_families(plan)
         if mismatches:
