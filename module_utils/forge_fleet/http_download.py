@@ -277,6 +277,14 @@ def _hf_resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
     url, resp = _with_retries(label, settings, action)
     code = resp.header("X-Error-Code") or ""
     if resp.status in (401, 403):
+        if code == "RepoNotFound":
+            # The Hub answers so for a private or mistyped repository rather than say which.
+            raise DownloadError(
+                f"{label}: Hugging Face shows no repository {repo} to "
+                f"{'this token' if settings.hf_token else 'a request without a token'} "
+                f"(HTTP {resp.status}, RepoNotFound); check the name, and for a private "
+                "repository set models_huggingface_token to a token whose account can read it"
+            )
         if code == "GatedRepo" or resp.status == 403:
             who = (
                 "this token's account"
@@ -286,6 +294,11 @@ def _hf_resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
             raise DownloadError(
                 f"{label}: {repo} is a gated repository (HTTP {resp.status}); request access "
                 f"on its Hugging Face page for {who}, then re-run"
+            )
+        if settings.hf_token:
+            raise DownloadError(
+                f"{label}: Hugging Face refused the token for {repo} (HTTP 401): it is invalid, "
+                "expired or revoked; set models_huggingface_token to a valid token"
             )
         raise DownloadError(
             f"{label}: Hugging Face answered HTTP 401 for {repo}; set models_huggingface_token"

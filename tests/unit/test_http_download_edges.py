@@ -12,12 +12,19 @@ import shutil
 import subprocess
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from forge_fleet import http_download
-from forge_fleet.http_download import Settings, execute, make_plan, public_url
+from forge_fleet.http_download import (
+    DownloadError,
+    Settings,
+    execute,
+    make_plan,
+    public_url,
+)
 from tests.doubles.model_hub import ModelHub
 from tests.unit.test_http_download import real_model, sha
 
@@ -246,3 +253,53 @@ def test_the_engine_runs_under_python_3_8_as_on_older_vms(hub, tmp_path, connect
     assert outcome["errors"] == []
     assert [f["sha256"] for f in outcome["files"]] == [sha(source)]
     assert sha(forge / TARGET) == sha(source)
+
+
+def hf_entry(repo: str = "org/flux", file: str = "ae.safetensors") -> dict:
+    return {
+        "source": "huggingface",
+        "repo": repo,
+        "file": file,
+        "revision": "main",
+        "kind": "vae",
+        "label": LABEL,
+    }
+
+
+def test_a_refused_hugging_face_token_is_called_invalid_not_missing(hub, tmp_path):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 1000))
+    options = fast(hf_endpoint=hub.api_url, hf_token="hf_revoked_token_0000")
+    with pytest.raises(DownloadError) as refused:
+        make_plan([hf_entry()], str(tmp_path), options)
+    message = str(refused.value)
+    assert "refused the token for org/flux" in message
+    assert "invalid, expired or revoked" in message
+    assert "hf_revoked_token_0000" not in message
+
+
+class _HiddenRepoHub(BaseHTTPRequestHandler):
+    """The Hub's answer for a repository it will not show: 401 with RepoNotFound."""
+
+    def do_HEAD(self) -> None:
+        self.send_response(401)
+        self.send_header("X-Error-Code", "RepoNotFound")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_repository_the_hub_will_not_show_is_named_with_what_to_check(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HiddenRepoHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        options = fast(hf_endpoint=f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(DownloadError) as hidden:
+            make_plan([hf_entry(repo="org/typo")], str(tmp_path), options)
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(hidden.value)
+    assert "no repository org/typo to a request without a token" in message
+    assert "check the name" in message
