@@ -385,11 +385,12 @@ def test_busy_hub_metadata_is_retried(hub, tmp_path, forge):
     assert len(hub.api_requests()) == 3
 
 
-def test_url_entry_headers_reach_only_their_own_host(hub, tmp_path, forge):
+@pytest.mark.parametrize("connections", [1, 4])
+def test_url_entry_headers_reach_only_their_own_host(hub, tmp_path, forge, connections):
     secret = "mirror-secret-header-value"
     hub.state.civitai_keys.add(secret)
     hub.add_civitai_version(
-        9, 90, real_model(tmp_path / "m", 5000), name="mirror.safetensors", restricted=True
+        9, 90, real_model(tmp_path / "m", 600_000), name="mirror.safetensors", restricted=True
     )
     entry = {
         "source": "url",
@@ -399,9 +400,17 @@ def test_url_entry_headers_reach_only_their_own_host(hub, tmp_path, forge):
         "filename": "mirror.safetensors",
         "label": "models_catalog[2] (mirror)",
     }
-    result = run([entry], forge, settings(hub, civitai_key=None))
+    options = settings(
+        hub,
+        civitai_key=None,
+        connections=connections,
+        segment_bytes=128 * 1024,
+        min_split_bytes=100_000,
+    )
+    result = run([entry], forge, options)
     assert result["errors"] == []
-    assert [r["authorization"] for r in hub.api_requests()] == [True]
+    assert hub.api_requests() and all(r["authorization"] for r in hub.api_requests())
+    assert len(hub.cdn_requests()) >= (4 if connections > 1 else 1)
     assert hub.cdn_requests() and not any(r["authorization"] for r in hub.cdn_requests())
     assert secret not in json.dumps(result)
 
