@@ -16,6 +16,8 @@ description:
     skip verified files without asking upstream or reading them; a changed size or mtime
     triggers re-verification and repair. O(verify=true) re-hashes everything.
   - Fails before any byte moves when the downloads still to do do not fit on the disk.
+  - One run at a time per O(forge_dir) (a lock file beside the manifest); a second run
+    started while one is still going (an async job) fails at once, naming its process.
   - Tokens are sent only as C(Authorization) headers to their own host, never to the CDN or
     storage host a redirect points at, never in a URL, a message or the result.
   - In check mode only the metadata is asked for (HEAD on Hugging Face, the CivitAI API) and

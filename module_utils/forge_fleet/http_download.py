@@ -16,6 +16,7 @@ redirect to another host, never appear in a URL, an error, the manifest or the p
 from __future__ import annotations
 
 import email.utils
+import fcntl
 import hashlib
 import http.client
 import json
@@ -32,6 +33,7 @@ from .catalog import CIVITAI_TYPE_KINDS, KIND_DIRS, find_duplicate_destinations
 from .model_inspect import civitai_base_model_family
 
 MANIFEST = "models/.forge-fleet-manifest.json"
+LOCK = "models/.forge-fleet-download.lock"
 USER_AGENT = "forge-fleet/0.1 (+model_download)"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 MODEL_REFUSED_TYPES = ("text/html", "application/json")
@@ -1216,8 +1218,49 @@ def _execute_one(
     }
 
 
+def hold_lock(forge_dir: str):
+    """An exclusive lock on the Forge folder's downloads, held until the returned file closes.
+
+    Two runs at once (an async job still running when the play is started again) would write
+    the same partial files and manifest; the second one fails at once instead, naming the
+    first one's process id.
+    """
+    path = os.path.join(forge_dir, LOCK)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open as the lock, closed by the caller
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DownloadError(
+            f"another model download is running in {forge_dir} (process {holder}); wait for it "
+            "to finish (its progress file shows how far it is) or stop it, then re-run"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 def execute(plan: list[dict[str, Any]], forge_dir: str, settings: Settings) -> dict[str, Any]:
-    """Carry out a plan; returns {"files": [...], "errors": [...], "changed": bool}."""
+    """Carry out a plan; returns {"files": [...], "errors": [...], "changed": bool}.
+
+    Holds the Forge folder's download lock while anything is to be written (a plan of files
+    all present takes no lock and writes nothing); a second run at the same time fails.
+    """
+    busy = any(item["action"] != "present" for item in plan)
+    lock = hold_lock(forge_dir) if busy else None
+    try:
+        return _execute(plan, forge_dir, settings)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _execute(plan: list[dict[str, Any]], forge_dir: str, settings: Settings) -> dict[str, Any]:
     progress = Progress(settings.progress_file, settings.progress_interval)
     for item in plan:
         if item["action"] in ("download", "repair"):

@@ -303,3 +303,20 @@ def test_a_repository_the_hub_will_not_show_is_named_with_what_to_check(tmp_path
     message = str(hidden.value)
     assert "no repository org/typo to a request without a token" in message
     assert "check the name" in message
+
+
+def test_a_second_run_at_the_same_time_fails_at_once_naming_the_first(hub, tmp_path, forge):
+    source = real_model(tmp_path / "a", 100_000)
+    url = hub.cdn_url(hub.add_blob(source))
+    first = http_download.hold_lock(str(forge))  # a run still going, e.g. an async job
+    try:
+        with pytest.raises(DownloadError) as busy:
+            run([url_entry(url)], forge, fast())
+    finally:
+        first.close()
+    assert f"another model download is running in {forge} (process {os.getpid()})" in str(
+        busy.value
+    )
+    assert hub.cdn_requests() == []
+    assert run([url_entry(url)], forge, fast())["errors"] == []
+    assert sha(forge / TARGET) == sha(source)
