@@ -5,6 +5,7 @@ already complete when the run stopped."""
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import os
 import queue
@@ -320,3 +321,25 @@ def test_a_second_run_at_the_same_time_fails_at_once_naming_the_first(hub, tmp_p
     assert hub.cdn_requests() == []
     assert run([url_entry(url)], forge, fast())["errors"] == []
     assert sha(forge / TARGET) == sha(source)
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_writeback_is_started_for_each_written_stretch_in_order(
+    hub, tmp_path, forge, monkeypatch, connections
+):
+    source = real_model(tmp_path / "a", 1_000_000)
+    url = hub.cdn_url(hub.add_blob(source))
+    hints: list[tuple[int, int]] = []
+    monkeypatch.setattr(http_download, "WRITEBACK_BYTES", 128 * 1024)
+    monkeypatch.setattr(
+        http_download, "_start_writeback", lambda fd, start, length: hints.append((start, length))
+    )
+    options = fast(connections=connections, segment_bytes=64 * 1024, min_split_bytes=1)
+    options.buffer_bytes = 64 * 1024
+    assert run([url_entry(url)], forge, options)["errors"] == []
+    assert sha(forge / TARGET) == sha(source)
+    assert hints[0][0] == 0
+    assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(hints))
+    assert all(n >= 128 * 1024 for _, n in hints)
+    assert hints[-1][0] + hints[-1][1] <= os.path.getsize(source)
+    assert len(hints) >= 6
