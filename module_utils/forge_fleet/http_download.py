@@ -727,10 +727,10 @@ def _refuse_non_model(resp: Response, label: str, at_start: bool) -> None:
 def _start_writeback(fd: int, start: int, length: int) -> None:
     """Have the kernel start writing this range to disk now, without waiting for it.
 
-    POSIX_FADV_DONTNEED on Linux starts asynchronous writeback of dirty pages (and drops the
-    range from the page cache once written, so a 17 GB download does not push everything else
-    out of memory). The fsync before the rename then finds little left to write; an fdatasync
-    here instead would stall the hash for the whole writeback.
+    POSIX_FADV_DONTNEED on Linux starts asynchronous writeback of the range's dirty pages (it
+    drops only pages already clean, so the bytes still being written stay cached). The fsync
+    before the rename then finds little left to write; an fdatasync here instead would stall
+    the hash for the whole writeback.
     """
     if hasattr(os, "posix_fadvise"):
         # Only a hint: the fsync before the rename makes the file durable either way.
