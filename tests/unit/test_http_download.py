@@ -468,3 +468,54 @@ def test_progress_file_is_rewritten_while_no_byte_arrives(hub, tmp_path, forge):
 )
 def test_retry_after_is_read_as_seconds_or_an_http_date(header, seconds):
     assert retry_after_seconds(header, now=40.0) == seconds
+
+
+def civitai_two_files(hub, tmp_path):
+    """A checkpoint version offering fp16 (primary) and fp32 SafeTensor files."""
+    fp32 = real_model(tmp_path / "fp32", 40_000, seed=32)
+    blob = hub.add_blob(fp32)
+    extra = {
+        "id": 3002,
+        "name": "model-fp32.safetensors",
+        "type": "Model",
+        "primary": False,
+        "sizeKB": os.path.getsize(fp32) / 1024,
+        "_blob": blob,
+        "metadata": {"format": "SafeTensor", "size": "full", "fp": "fp32"},
+        "hashes": {"SHA256": sha(fp32).upper()},
+    }
+    hub.add_civitai_version(
+        300,
+        30,
+        real_model(tmp_path / "fp16", 20_000, seed=16),
+        name="model-fp16.safetensors",
+        model_type="Checkpoint",
+        extra_files=[extra],
+    )
+    return fp32
+
+
+def test_civitai_file_is_chosen_by_precision(hub, tmp_path, forge):
+    fp32 = civitai_two_files(hub, tmp_path)
+    result = run([civitai_entry(version_id=300, precision="fp32")], forge, settings(hub))
+    assert result["errors"] == []
+    target = forge / "models/Stable-diffusion/model-fp32.safetensors"
+    assert sha(target) == sha(fp32) == result["files"][0]["sha256"]
+    assert "fp=fp32" in hub.api_requests()[-1]["query"]
+
+
+def test_civitai_primary_file_is_taken_when_the_entry_says_nothing(hub, tmp_path, forge):
+    civitai_two_files(hub, tmp_path)
+    result = run([civitai_entry(version_id=300)], forge, settings(hub))
+    assert [f["destination"] for f in result["files"]] == [
+        "models/Stable-diffusion/model-fp16.safetensors"
+    ]
+
+
+def test_civitai_entry_matching_no_file_lists_what_is_offered(hub, tmp_path, forge):
+    civitai_two_files(hub, tmp_path)
+    with pytest.raises(DownloadError) as caught:
+        make_plan([civitai_entry(version_id=300, precision="nf4")], str(forge), settings(hub))
+    message = str(caught.value)
+    assert "no file matches" in message
+    assert "model-fp16.safetensors" in message and "model-fp32.safetensors" in message
