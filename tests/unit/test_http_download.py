@@ -519,3 +519,23 @@ def test_civitai_entry_matching_no_file_lists_what_is_offered(hub, tmp_path, for
     message = str(caught.value)
     assert "no file matches" in message
     assert "model-fp16.safetensors" in message and "model-fp32.safetensors" in message
+
+
+def test_parallel_files_are_bounded_by_the_setting(hub, tmp_path, forge):
+    hub.state.bytes_per_second = 2_000_000  # 0.1 s per file: downloads overlap
+    entries = []
+    for i in range(4):
+        source = real_model(tmp_path / f"p{i}", 200_000, seed=i)
+        hub.add_hf_file("org/flux", f"p{i}.safetensors", source)
+        entries.append(hf_entry(file=f"p{i}.safetensors", label=f"p{i}"))
+    result = run(entries, forge, settings(hub, parallel_files=2, connections=1))
+    assert result["errors"] == []
+    assert hub.peak_parallel() == 2
+
+
+def test_connections_per_file_are_bounded_by_the_setting(hub, tmp_path, forge):
+    hub.state.bytes_per_second = 4_000_000
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 1_200_000))
+    options = settings(hub, connections=3, segment_bytes=128 * 1024, min_split_bytes=100_000)
+    assert run([hf_entry()], forge, options)["errors"] == []
+    assert hub.peak_parallel(ranged_only=True) == 3

@@ -86,19 +86,19 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def _log(self, role: str) -> None:
+    def _log(self, role: str) -> dict[str, Any]:
+        entry = {
+            "host": role,
+            "method": self.command,
+            "path": self.path.split("?")[0],
+            "query": self.path.partition("?")[2],
+            "authorization": "Authorization" in self.headers,
+            "headers": sorted({name.lower() for name in self.headers}),
+            "range": self.headers.get("Range"),
+        }
         with self.hub.state.lock:
-            self.hub.state.log.append(
-                {
-                    "host": role,
-                    "method": self.command,
-                    "path": self.path.split("?")[0],
-                    "query": self.path.partition("?")[2],
-                    "authorization": "Authorization" in self.headers,
-                    "headers": sorted({name.lower() for name in self.headers}),
-                    "range": self.headers.get("Range"),
-                }
-            )
+            self.hub.state.log.append(entry)
+        return entry
 
     def _token(self) -> str | None:
         value = self.headers.get("Authorization", "")
@@ -259,7 +259,7 @@ class _CdnHandler(_Handler):
         self.do_GET()
 
     def do_GET(self) -> None:
-        self._log("cdn")
+        entry = self._log("cdn")
         state = self.hub.state
         if "Authorization" in self.headers:
             # The real pre-signed storage host rejects requests that carry Authorization.
@@ -304,7 +304,11 @@ class _CdnHandler(_Handler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        self._body(blob, start, end, drop, state.bytes_per_second)
+        entry["started"] = time.monotonic()
+        try:
+            self._body(blob, start, end, drop, state.bytes_per_second)
+        finally:
+            entry["ended"] = time.monotonic()
 
     def _body(self, blob: Blob, start: int, end: int, drop: int | None, cap: int | None) -> None:
         sent = 0
@@ -312,8 +316,14 @@ class _CdnHandler(_Handler):
         with open(blob.path, "rb") as handle:
             handle.seek(start)
             remaining = end - start + 1
+            # Capped: small chunks, each sent only when the cap allows it (no burst ahead).
+            size = max(min(256 * 1024, cap // 50), 4096) if cap else 256 * 1024
             while remaining:
-                chunk = handle.read(min(remaining, 256 * 1024))
+                chunk = handle.read(min(remaining, size))
+                if cap:
+                    ahead = (sent + len(chunk)) / cap - (time.monotonic() - began)
+                    if ahead > 0:
+                        time.sleep(ahead)
                 if drop is not None and sent + len(chunk) > drop:
                     self.wfile.write(chunk[: max(drop - sent, 0)])
                     self.wfile.flush()
@@ -323,10 +333,6 @@ class _CdnHandler(_Handler):
                 self.wfile.write(chunk)
                 sent += len(chunk)
                 remaining -= len(chunk)
-                if cap:
-                    ahead = sent / cap - (time.monotonic() - began)
-                    if ahead > 0:
-                        time.sleep(ahead)
 
 
 WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "*")
@@ -495,6 +501,23 @@ class ModelHub:
 
     def cdn_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.state.log if r["host"] == "cdn"]
+
+    def peak_parallel(self, ranged_only: bool = False) -> int:
+        """The most CDN bodies that were being sent at the same time (from the log's
+        ``started``/``ended``): how many connections a client really used at once.
+        ``ranged_only`` counts only segment requests (``Range: bytes=a-b``)."""
+        events = []
+        for entry in self.cdn_requests():
+            if "started" not in entry:
+                continue
+            if ranged_only and not re.match(r"bytes=\d+-\d+$", entry["range"] or ""):
+                continue
+            events += [(entry["started"], 1), (entry.get("ended", float("inf")), -1)]
+        peak = active = 0
+        for _, step in sorted(events):
+            active += step
+            peak = max(peak, active)
+        return peak
 
     def api_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.state.log if r["host"] == "api"]
