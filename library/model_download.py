@@ -142,6 +142,8 @@ errors:
   returned: on failure
 """
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.http_download import (
     DownloadError,
@@ -160,6 +162,23 @@ def totals(files: list[dict], to_fetch: int) -> dict:
         counts[item["action"]] = counts.get(item["action"], 0) + 1
     counts["bytes"] = sum(item.get("size") or 0 for item in files)
     return counts
+
+
+def progress_in_flight(path: str) -> bool:
+    """An unfinished progress file: another run is writing it (its lock will refuse us)."""
+    try:
+        with open(path) as handle:
+            return json.load(handle).get("finished") is False
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def mark_progress(path: str, finished: bool, errors: int = 0) -> None:
+    progress = Progress(path, 0)
+    progress.finished = finished
+    if finished:
+        progress.result = {"errors": errors, "files": 0}
+    progress.write()
 
 
 PLAN_KEYS = (
@@ -211,15 +230,23 @@ def main() -> None:
         retries=p["retries"],
         ca_file=p["ca_file"],
     )
+    # Before asking upstream (seconds for a long catalog) a watcher polling the progress file
+    # must not take an earlier run's "finished" for this one; a run in flight keeps its file.
+    marked = False
+    if p["progress_file"] and not module.check_mode and not progress_in_flight(p["progress_file"]):
+        mark_progress(p["progress_file"], finished=False)
+        marked = True
+
+    def fail(**result) -> None:
+        if marked:  # our own marker: say this run is over, so the watcher stops waiting
+            mark_progress(p["progress_file"], finished=True, errors=len(result["errors"]))
+        module.fail_json(**result)
+
     try:
-        if p["progress_file"] and not module.check_mode:
-            # Before asking upstream (seconds for a long catalog): a watcher polling the file
-            # must not take an earlier run's "finished" for this one.
-            Progress(p["progress_file"], 0).write()
         plan = make_plan(p["entries"], p["forge_dir"], settings)
         mismatches = check_declared_families(plan)
         if mismatches:
-            module.fail_json(
+            fail(
                 msg=f"{len(mismatches)} catalog mismatch(es), nothing downloaded: "
                 + " | ".join(mismatches),
                 errors=mismatches,
@@ -238,7 +265,7 @@ def main() -> None:
             )
         outcome = execute(plan, p["forge_dir"], settings)
     except DownloadError as error:
-        module.fail_json(msg=str(error), files=[], bytes_to_fetch=0)
+        fail(msg=str(error), errors=[str(error)], files=[], bytes_to_fetch=0)
     if outcome["errors"]:
         module.fail_json(
             msg=f"{len(outcome['errors'])} model download(s) failed: "

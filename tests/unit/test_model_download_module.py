@@ -91,9 +91,20 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
         download_task(hub, forge, "corrupted_check", check_mode=True),
         download_task(hub, forge, "corrupted"),
         download_task(hub, tmp_path / "other", "failing", ignore_errors=True),
+        download_task(
+            hub,
+            tmp_path / "other",
+            "missing",
+            ignore_errors=True,
+            progress_file=str(tmp_path / "missing-progress.json"),
+        ),
     ]
-    tasks[-1]["model_download"]["entries"] = wrong
+    tasks[-2]["model_download"]["entries"] = wrong
+    missing = entries(hub)[:1]
+    missing[0]["repo"] = "org/none"
+    tasks[-1]["model_download"]["entries"] = missing
     names = ["check", "download", "rerun", "touched", "corrupted_check", "corrupted", "failing"]
+    names.append("missing")
     show = {
         "name": "Save the results",
         "ansible.builtin.copy": {
@@ -153,6 +164,7 @@ def runs(tmp_path_factory):
             "forge": forge,
             "ae": ae,
             "progress": (tmp_path / "progress.json").read_text(),
+            "missing_progress": (tmp_path / "missing-progress.json").read_text(),
             "cdn": hub.cdn_requests(),
         }
 
@@ -232,3 +244,15 @@ def test_no_secret_appears_in_any_output_at_vvv(runs, secret):
     manifest = (runs["forge"] / "models/.forge-fleet-manifest.json").read_text()
     for text in (runs["output"], runs["progress"], manifest):
         assert secret not in text
+
+
+def test_a_run_failing_before_any_download_names_what_is_missing(runs):
+    result = runs["missing"]
+    assert result["failed"] is True
+    assert "no such repository: org/none" in result["msg"]
+
+
+def test_a_run_failing_before_any_download_leaves_its_progress_file_finished(runs):
+    progress = json.loads(runs["missing_progress"])
+    assert progress["finished"] is True
+    assert progress["result"]["errors"] == 1
