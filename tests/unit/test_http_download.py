@@ -539,3 +539,20 @@ def test_connections_per_file_are_bounded_by_the_setting(hub, tmp_path, forge):
     options = settings(hub, connections=3, segment_bytes=128 * 1024, min_split_bytes=100_000)
     assert run([hf_entry()], forge, options)["errors"] == []
     assert hub.peak_parallel(ranged_only=True) == 3
+
+
+def test_https_download_trusts_the_ca_file_and_keeps_the_token_off_the_cdn(tmp_path, forge):
+    tls = pytest.importorskip("lab.tls")
+    cert, key = tls.issue_server_cert(["127.0.0.1"], tmp_path)
+    with ModelHub(tls=(str(cert), str(key))) as server:
+        server.state.tokens.add(TOKEN)
+        source = real_model(tmp_path / "a", 300_000)
+        server.add_hf_file("org/flux", "ae.safetensors", source, gated=True)
+        server.state.granted.add(TOKEN)
+        options = settings(server, ca_file=str(tls.CA_CERT))
+        result = run([hf_entry()], forge, options)
+        cdn = server.cdn_requests()
+    assert options.hf_endpoint.startswith("https://")
+    assert result["errors"] == []
+    assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
+    assert cdn and not any(r["authorization"] for r in cdn)
