@@ -53,8 +53,9 @@ class Settings:
     def __init__(self, **options: Any) -> None:
         self.hf_endpoint = options.get("hf_endpoint") or "https://huggingface.co"
         self.civitai_endpoint = options.get("civitai_endpoint") or "https://civitai.com"
-        self.hf_token = options.get("hf_token") or None
-        self.civitai_key = options.get("civitai_key") or None
+        # A token read from a file or a vault block often ends with a newline: not part of it.
+        self.hf_token = (options.get("hf_token") or "").strip() or None
+        self.civitai_key = (options.get("civitai_key") or "").strip() or None
         self.connections = max(1, int(options.get("connections", 4)))
         self.parallel_files = max(1, int(options.get("parallel_files", 2)))
         self.segment_bytes = int(options.get("segment_bytes", 4 * 1024 * 1024))
@@ -145,9 +146,12 @@ def request(
         try:
             conn.request(method, target or "/", headers=sent)
             resp = conn.getresponse()
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException):  # first: a certificate error is both
             conn.close()
             raise
+        except ValueError:
+            conn.close()
+            raise _bad_header(url) from None
         if follow and resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
             location = urllib.parse.urljoin(url, resp.getheader("Location"))
             resp.read()
@@ -156,6 +160,16 @@ def request(
             continue
         return Response(conn, resp, url)
     raise DownloadError(f"too many redirects from {public_url(url)}")
+
+
+def _bad_header(url: str) -> DownloadError:
+    """http.client refuses a header value with a line break, quoting the value (a token) in
+    its message: this error says the same without it."""
+    return DownloadError(
+        f"a request to {public_url(url)} was not sent: a header value holds a line break or "
+        "another character HTTP does not allow (check the token, API key or catalog headers "
+        "for a stray newline); the value is not shown"
+    )
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -799,9 +813,12 @@ class _SegmentFetcher:
                 "GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers
             )
             return Response(conn, conn.getresponse(), url)
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException):  # first: a certificate error is both
             self.close_mine()
             raise
+        except ValueError:
+            self.close_mine()
+            raise _bad_header(url) from None
 
     def _answer(self, first: int, last: int) -> Response:
         """A 206 answer for bytes first..last, or the reason there is none."""

@@ -343,3 +343,35 @@ def test_writeback_is_started_for_each_written_stretch_in_order(
     assert all(n >= 128 * 1024 for _, n in hints)
     assert hints[-1][0] + hints[-1][1] <= os.path.getsize(source)
     assert len(hints) >= 6
+
+
+def test_a_token_read_with_a_trailing_newline_still_works(hub, tmp_path, forge):
+    source = real_model(tmp_path / "ae.safetensors", 50_000)
+    hub.add_hf_file("org/flux", "ae.safetensors", source, gated=True)
+    hub.state.tokens.add("hf_from_a_file_0123")
+    hub.state.granted.add("hf_from_a_file_0123")
+    options = fast(hf_endpoint=hub.api_url, hf_token="hf_from_a_file_0123\n")
+    result = run([hf_entry()], forge, options)
+    assert result["errors"] == []
+    assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
+
+
+def test_a_line_break_inside_a_token_fails_without_showing_it(hub, tmp_path):
+    hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 1000))
+    options = fast(hf_endpoint=hub.api_url, hf_token="hf_first_half\nhf_second_half")
+    with pytest.raises(DownloadError) as refused:
+        make_plan([hf_entry()], str(tmp_path), options)
+    message = str(refused.value)
+    assert "header value holds a line break" in message
+    assert "hf_first_half" not in message
+    assert "hf_second_half" not in message
+    assert hub.api_requests() == []
+
+
+def test_a_line_break_inside_a_catalog_header_fails_without_showing_it(hub, tmp_path, forge):
+    url = hub.cdn_url(hub.add_blob(real_model(tmp_path / "a", 1000)))
+    entry = url_entry(url, headers={"X-Mirror-Key": "mirror-secret\nsecond-line"})
+    result = run([entry], forge, fast())
+    [error] = result["errors"]
+    assert "header value holds a line break" in error
+    assert "mirror-secret" not in repr(result)
