@@ -266,6 +266,9 @@ def main() -> None:
         outcome = execute(plan, p["forge_dir"], settings)
     except DownloadError as error:
         fail(msg=str(error), errors=[str(error)], files=[], bytes_to_fetch=0)
+    except Exception as error:  # a bug: still a failed task, and fail_json masks the secrets
+        message = f"unexpected {type(error).__name__} while handling the models: {error}"
+        fail(msg=message, errors=[message], files=[], bytes_to_fetch=0)
     if outcome["errors"]:
         module.fail_json(
             msg=f"{len(outcome['errors'])} model download(s) failed: "

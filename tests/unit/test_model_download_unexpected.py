@@ -1,0 +1,54 @@
+"""model_download when the engine meets something it did not expect: a failed task with a
+message, never a raw traceback, and still no secret in the -vvv output."""
+
+from __future__ import annotations
+
+import json
+
+from tests.doubles.model_hub import ModelHub
+from tests.unit.test_http_download import KEY, TOKEN
+from tests.unit.test_model_download_module import run_playbook
+
+
+def test_an_unexpected_error_fails_the_task_with_its_message_and_masks_the_key(tmp_path):
+    with ModelHub() as hub:
+        task = {
+            "name": "Run model_download on a catalog entry with the key in the wrong field",
+            "model_download": {
+                "dest": str(tmp_path / "forge"),
+                # An operator's slip: the API key pasted where the model id goes.
+                "entries": [{"source": "civitai", "model_id": "{{ civitai_key }}", "label": "x"}],
+                "huggingface_token": "{{ hf_token }}",
+                "civitai_api_key": "{{ civitai_key }}",
+                "civitai_endpoint": hub.api_url,
+            },
+            "register": "slip",
+            "ignore_errors": True,
+        }
+        save = {
+            "name": "Save the result",
+            "ansible.builtin.copy": {
+                "content": "{{ slip | to_json }}",
+                "dest": str(tmp_path / "result.json"),
+                "mode": "0600",
+            },
+        }
+        book = [
+            {
+                "hosts": "localhost",
+                "gather_facts": False,
+                "vars": {"hf_token": TOKEN, "civitai_key": KEY},
+                "tasks": [task, save],
+            }
+        ]
+        done = run_playbook(tmp_path, book)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["failed"] is True
+    assert result["msg"].startswith("unexpected ValueError while handling the models")
+    assert "MODULE FAILURE" not in output
+    assert "Traceback" not in output
+    assert KEY not in output
+    assert KEY not in json.dumps(result)
+    assert TOKEN not in output
