@@ -1034,8 +1034,18 @@ class _Fetch:
             full.put(None)
             writer.join()
         if failure:
-            raise failure[0]
+            raise self._write_error(failure[0])
         return done
+
+    def _write_error(self, error: BaseException) -> BaseException:
+        """A failed write or hash is not a dropped connection: no retry, and the message says
+        so (a full disk would otherwise read as a network fault after minutes of back-off)."""
+        if isinstance(error, OSError):
+            return DownloadError(
+                f"{self.label}: cannot write {self.partial}: {error.strerror or error}; what is "
+                "there is kept (free disk space, then re-run to resume)"
+            )
+        return error
 
     def _stream(self, resp: Response, done: int, total: int | None, digest) -> int:
         with open(self.partial, "r+b") as handle:
@@ -1119,7 +1129,10 @@ class _Fetch:
                             self.settings,
                             lambda f=first, la=last, v=view: fetcher.fill(f, la, v),
                         )
-                        os.pwrite(fd, view, first)
+                        try:
+                            os.pwrite(fd, view, first)
+                        except OSError as error:
+                            raise self._write_error(error) from None
                     except BaseException as error:  # reported by the hashing loop below
                         failure.append(error)
                         with cond:

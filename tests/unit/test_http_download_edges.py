@@ -4,6 +4,7 @@ already complete when the run stopped."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import itertools
 import json
@@ -375,3 +376,61 @@ def test_a_line_break_inside_a_catalog_header_fails_without_showing_it(hub, tmp_
     [error] = result["errors"]
     assert "header value holds a line break" in error
     assert "mirror-secret" not in repr(result)
+
+
+class _DiskFillsUp:
+    """A partial file on a disk that fills up after ``room`` bytes."""
+
+    def __init__(self, handle, room: int) -> None:
+        self.handle, self.room = handle, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.close()
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_a_full_disk_is_reported_as_such_at_once_not_retried_as_a_network_fault(
+    hub, tmp_path, forge, monkeypatch, connections
+):
+    url = hub.cdn_url(hub.add_blob(real_model(tmp_path / "a", 1_000_000)))
+    real_open, real_pwrite = open, os.pwrite
+
+    def small_disk_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        if str(path).endswith(".partial") and mode == "r+b":
+            return _DiskFillsUp(handle, 300_000)
+        return handle
+
+    def small_disk_pwrite(fd, data, offset):
+        if offset + len(data) > 300_000:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(http_download, "open", small_disk_open, raising=False)
+    monkeypatch.setattr(http_download.os, "pwrite", small_disk_pwrite)
+    options = fast(
+        connections=connections,
+        segment_bytes=64 * 1024,
+        min_split_bytes=1,
+        retries=5,
+        backoff=1.0,
+    )
+    options.buffer_bytes = 64 * 1024
+    started = time.monotonic()
+    [error] = run([url_entry(url)], forge, options)["errors"]
+    assert time.monotonic() - started < 3, "a full disk is not retried with back-off"
+    assert "cannot write" in error
+    assert "No space left on device" in error
+    assert not (forge / TARGET).exists()
