@@ -38,6 +38,7 @@ LOCK = "models/.forge-fleet-download.lock"
 WRITEBACK_BYTES = 32 * 1024 * 1024  # written bytes handed to the kernel's writeback at a time
 USER_AGENT = "forge-fleet/0.1 (+model_download)"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+EXPIRED_STATUSES = (401, 403, 410)  # how a CDN refuses a signed URL past its expiry
 MODEL_REFUSED_TYPES = ("text/html", "application/json")
 # How a page or an API error begins: no model format starts so (safetensors begins with an
 # 8-byte little-endian length, GGUF with "GGUF", torch files with "PK" or a pickle opcode).
@@ -337,6 +338,8 @@ def _hf_resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "url": target,
         # A redirect on the hub itself (a renamed repo) still needs the token; the CDN never.
         "auth": settings.hf_token if _origin(target) == _origin(url) else None,
+        # Where to ask again when the CDN's signed URL expires during a long download.
+        "renew": url if _origin(target) != _origin(url) else None,
         "sha256": entry.get("sha256") or (etag.lower() if len(etag) == 64 else None),
         "size": int(size) if size and size.isdigit() else None,
         "revision": resp.header("X-Repo-Commit") or revision,
@@ -840,6 +843,9 @@ class _SegmentFetcher:
         if url != self.fetch.item["url"] and resp.status not in RETRY_STATUSES:
             self.url = None  # expired or refused: back through the catalog URL for a fresh one
             raise _Retryable(f"HTTP {resp.status} from {public_url(url)}", "0")
+        if resp.status in EXPIRED_STATUSES and self.fetch.renew():
+            self.url = self.fetch.item["url"]  # the hub's fresh CDN URL (Hugging Face)
+            raise _Retryable(f"HTTP {resp.status} from the CDN: its signed URL expired", "0")
         raise _status_error(resp, self.fetch.label)
 
     def _drop(self, resp: Response) -> None:
@@ -902,11 +908,27 @@ class _Fetch:
             resp.close()
             raise _AlreadyComplete()
         if resp.status not in (200, 206):
-            error = _status_error(resp, self.label)
             resp.close()
-            raise error
+            if resp.status in EXPIRED_STATUSES and self.renew():
+                raise _Retryable(f"HTTP {resp.status} from the CDN: its signed URL expired", "0")
+            raise _status_error(resp, self.label)
         _refuse_non_model(resp, self.label, at_start=start == 0)
         return resp
+
+    def renew(self) -> bool:
+        """Ask the hub again for the CDN URL (HEAD, token to the hub only, redirect not
+        followed): signed URLs expire, and a large file can outlast one. True if a new URL
+        came; the caller retries with it (within the usual retry budget)."""
+        hub_url = self.item.get("renew")
+        if not hub_url:
+            return False
+        resp = request("HEAD", hub_url, self.settings, auth=self.settings.hf_token, follow=False)
+        resp.close()
+        location = resp.header("Location")
+        if resp.status not in (301, 302, 303, 307, 308) or not location:
+            return False
+        self.item["url"] = urllib.parse.urljoin(hub_url, location)
+        return True
 
     def _resume_point(self, digest) -> int:
         """Bytes already in the partial file that belong to this same download."""

@@ -434,3 +434,54 @@ def test_a_full_disk_is_reported_as_such_at_once_not_retried_as_a_network_fault(
     assert "cannot write" in error
     assert "No space left on device" in error
     assert not (forge / TARGET).exists()
+
+
+def expire(url: str) -> str:
+    """The same CDN URL past its expiry: the stand-in refuses it (403) without a signature."""
+    return url.split("?", maxsplit=1)[0] + "?se=1970-01-01"
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_an_expired_hugging_face_cdn_url_is_renewed_from_the_hub(hub, tmp_path, forge, connections):
+    source = real_model(tmp_path / "ae.safetensors", 1_000_000)
+    hub.add_hf_file("org/flux", "ae.safetensors", source, gated=True)
+    hub.state.tokens.add("hf_granted_0123")
+    hub.state.granted.add("hf_granted_0123")
+    options = fast(
+        hf_endpoint=hub.api_url,
+        hf_token="hf_granted_0123",
+        connections=connections,
+        segment_bytes=64 * 1024,
+        min_split_bytes=1,
+    )
+    plan = make_plan([hf_entry()], str(forge), options)
+    plan[0]["url"] = expire(plan[0]["url"])  # a long queue: the URL expired before its turn
+    result = execute(plan, str(forge), options)
+    assert result["errors"] == []
+    assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
+    heads = [r for r in hub.api_requests() if r["method"] == "HEAD"]
+    assert len(heads) == 2
+    assert all(r["authorization"] for r in heads)
+    assert not any(r["authorization"] for r in hub.cdn_requests())
+
+
+def test_an_expired_segment_url_is_renewed_from_the_hub_mid_download(
+    hub, tmp_path, forge, monkeypatch
+):
+    source = real_model(tmp_path / "ae.safetensors", 1_000_000)
+    hub.add_hf_file("org/flux", "ae.safetensors", source)
+    options = fast(
+        hf_endpoint=hub.api_url, connections=3, segment_bytes=64 * 1024, min_split_bytes=1
+    )
+    plan = make_plan([hf_entry()], str(forge), options)
+    original = http_download._SegmentFetcher.__init__
+
+    def expires_after_the_first_answer(self, fetch, url):
+        fetch.item["url"] = expire(url)
+        original(self, fetch, fetch.item["url"])
+
+    monkeypatch.setattr(http_download._SegmentFetcher, "__init__", expires_after_the_first_answer)
+    result = execute(plan, str(forge), options)
+    assert result["errors"] == []
+    assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
+    assert 2 <= len([r for r in hub.api_requests() if r["method"] == "HEAD"]) <= 1 + 3
