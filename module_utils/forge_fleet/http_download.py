@@ -865,11 +865,15 @@ class _SegmentFetcher:
                 if not count:
                     break
                 got += count
-            keep = resp.conn is getattr(self.local, "conn", None) and not resp.resp.will_close
-            if keep and got == len(view):
-                resp.resp.read()  # the (empty) rest, so the connection carries the next GET
-            else:
-                keep = False
+            # The connection carries the next GET only when this answer held exactly the bytes
+            # asked for (http.client closes a response read to its end). A server sending more
+            # is cut off here: the rest is never read, so it can never pile up in memory.
+            keep = (
+                got == len(view)
+                and resp.resp.isclosed()
+                and not resp.resp.will_close
+                and resp.conn is getattr(self.local, "conn", None)
+            )
         finally:
             if not keep:
                 self._drop(resp)

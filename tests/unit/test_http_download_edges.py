@@ -485,3 +485,22 @@ def test_an_expired_segment_url_is_renewed_from_the_hub_mid_download(
     assert result["errors"] == []
     assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
     assert 2 <= len([r for r in hub.api_requests() if r["method"] == "HEAD"]) <= 1 + 3
+
+
+def test_ranged_workers_keep_their_connections_alive_between_segments(hub, tmp_path, forge):
+    source = real_model(tmp_path / "big", 2_000_000)
+    url = hub.cdn_url(hub.add_blob(source))
+    accepted = []
+    accept = hub.cdn_server.get_request
+
+    def counting_accept():
+        accepted.append(1)
+        return accept()
+
+    hub.cdn_server.get_request = counting_accept
+    options = fast(connections=3, segment_bytes=64 * 1024, min_split_bytes=1)
+    assert run([url_entry(url)], forge, options)["errors"] == []
+    assert sha(forge / TARGET) == sha(source)
+    segments = [r for r in hub.cdn_requests() if r["range"]]
+    assert len(segments) >= 30
+    assert len(accepted) <= 1 + 3  # the first answer's connection, then one per worker
