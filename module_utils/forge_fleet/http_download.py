@@ -70,9 +70,16 @@ class Settings:
         self.progress_interval = float(options.get("progress_interval", 2.0))
         self.verify = bool(options.get("verify", False))
         self.buffer_bytes = 1024 * 1024
+        self._ssl: ssl.SSLContext | None = None
+        self._ssl_lock = threading.Lock()
 
     def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.ca_file)
+        """One context for every connection: loading the CA store takes tens of milliseconds,
+        and a catalog of thirty entries opens hundreds of connections."""
+        with self._ssl_lock:
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context(cafile=self.ca_file)
+            return self._ssl
 
 
 # -- HTTP ---------------------------------------------------------------------------------
