@@ -902,6 +902,7 @@ class _Fetch:
         # Catalog headers (e.g. a private mirror's Authorization) go only to the URL's own
         # origin, never to a host it redirects to.
         self.private_headers = dict(item.get("headers") or {})
+        self.pumped = 0  # bytes written and hashed when the last _pump call ended
 
     def _open(self, start: int, end: int | None = None) -> Response:
         headers: dict[str, str] = {}
@@ -1066,6 +1067,9 @@ class _Fetch:
         finally:
             full.put(None)
             writer.join()
+            # Every byte counted is now written and hashed: where a resume must start, also
+            # when a timeout or a reset ends this call with an exception.
+            self.pumped = done
         if failure:
             raise self._write_error(failure[0])
         return done
@@ -1095,6 +1099,7 @@ class _Fetch:
                     raise http.client.IncompleteRead(b"", total - done)
                 except (OSError, http.client.HTTPException) as error:
                     resp.close()
+                    done = self.pumped  # what the interrupted call wrote before it failed
                     handle.flush()
                     self._save_state(done)
                     if attempt >= self.settings.retries:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -504,3 +506,55 @@ def test_ranged_workers_keep_their_connections_alive_between_segments(hub, tmp_p
     segments = [r for r in hub.cdn_requests() if r["range"]]
     assert len(segments) >= 30
     assert len(accepted) <= 1 + 3  # the first answer's connection, then one per worker
+
+
+class _StallsOnceMidBody(BaseHTTPRequestHandler):
+    """Serves ``data`` with Range; the first answer stalls after half the body (a connection
+    that hangs until the client's timeout, unlike a clean close)."""
+
+    protocol_version = "HTTP/1.1"
+    data = b""
+    stalled: ClassVar[list] = []
+    ranges: ClassVar[list] = []
+
+    def do_GET(self) -> None:
+        start = 0
+        if rng := self.headers.get("Range"):
+            start = int(rng.split("=")[1].split("-")[0])
+        self.ranges.append(rng)
+        body = self.data[start:]
+        self.send_response(206 if rng else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not self.stalled:
+            self.stalled.append(True)
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            time.sleep(1.5)  # the client gives up first
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_connection_that_hangs_mid_body_resumes_where_the_written_bytes_end(tmp_path, forge):
+    data = real_model(tmp_path / "a", 3_000_000).read_bytes()
+    handler = type("Stalls", (_StallsOnceMidBody,), {"data": data, "stalled": [], "ranges": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/m.safetensors"
+        options = fast(timeout=0.5, connections=1)
+        options.buffer_bytes = 64 * 1024
+        result = run([url_entry(url)], forge, options)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["errors"] == []
+    assert sha(forge / TARGET) == hashlib.sha256(data).hexdigest()
+    [resumed_at] = [int(r.split("=")[1].rstrip("-")) for r in handler.ranges if r]
+    assert 0 < resumed_at <= len(data) // 2
