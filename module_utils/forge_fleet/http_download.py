@@ -1110,7 +1110,7 @@ class _Fetch:
                     time.sleep(_retry_delay(self.settings, attempt, None))
                     attempt += 1
                     resp = _with_retries(self.label, self.settings, lambda at=done: self._open(at))
-                    if resp.status != 206:
+                    if resp.status != 206 and done:  # from 0, a whole answer (200) is right
                         resp.close()
                         raise DownloadError(
                             f"{self.label}: the server stopped honouring Range"

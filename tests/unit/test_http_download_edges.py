@@ -558,3 +558,39 @@ def test_a_connection_that_hangs_mid_body_resumes_where_the_written_bytes_end(tm
     assert sha(forge / TARGET) == hashlib.sha256(data).hexdigest()
     [resumed_at] = [int(r.split("=")[1].rstrip("-")) for r in handler.ranges if r]
     assert 0 < resumed_at <= len(data) // 2
+
+
+class _StallsBeforeTheFirstByte(_StallsOnceMidBody):
+    def do_GET(self) -> None:
+        if not self.stalled:
+            self.stalled.append(True)
+            self.ranges.append(self.headers.get("Range"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(self.data)))
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(1.5)  # headers, then nothing until the client gives up
+            self.close_connection = True
+            return
+        self.stalled.append(True)
+        super().do_GET()
+
+
+def test_a_connection_that_hangs_before_the_first_byte_starts_again_from_zero(tmp_path, forge):
+    data = real_model(tmp_path / "a", 500_000).read_bytes()
+    handler = type(
+        "StallsEarly", (_StallsBeforeTheFirstByte,), {"data": data, "stalled": [], "ranges": []}
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/m.safetensors"
+        result = run([url_entry(url)], forge, fast(timeout=0.5, connections=1))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["errors"] == []
+    assert sha(forge / TARGET) == hashlib.sha256(data).hexdigest()
+    assert handler.ranges == [None, None]
