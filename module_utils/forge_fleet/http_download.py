@@ -164,6 +164,11 @@ def request(
             location = urllib.parse.urljoin(url, resp.getheader("Location"))
             resp.read()
             conn.close()
+            if url.startswith("https:") and not location.startswith("https:"):
+                raise DownloadError(
+                    f"{public_url(url)} redirects to plain HTTP ({public_url(location)}); "
+                    "refused: a download that starts over HTTPS stays on HTTPS"
+                )
             url = location
             continue
         return Response(conn, resp, url)

@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -594,3 +595,34 @@ def test_a_connection_that_hangs_before_the_first_byte_starts_again_from_zero(tm
     assert result["errors"] == []
     assert sha(forge / TARGET) == hashlib.sha256(data).hexdigest()
     assert handler.ranges == [None, None]
+
+
+def test_a_redirect_from_https_to_plain_http_is_refused(hub, tmp_path, forge):
+    tls = pytest.importorskip("lab.tls")
+    plain = hub.cdn_url(hub.add_blob(real_model(tmp_path / "a", 10_000)))
+    cert, key = tls.issue_server_cert(["127.0.0.1"], tmp_path)
+
+    class Downgrade(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", plain)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Downgrade)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/m.safetensors"
+        result = run([url_entry(url)], forge, fast(ca_file=str(tls.CA_CERT)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    [error] = result["errors"]
+    assert "redirects to plain HTTP" in error
+    assert hub.cdn_requests() == []
