@@ -12,6 +12,11 @@ file from the same server. Prints, and exits 1 when a target of issue 4 is misse
                                   sha256 of the files / the re-run  (far below: >= 100x)
   4. peak RSS of the download process for a large file over 8 connections (< 100 MB):
      the 8 GiB (sparse, served as is) file of step 3, downloaded for real and verified
+
+Every timed run starts from the same state: the previous run's output removed and `sync`
+called (curl leaves its file dirty in the page cache, ours fsyncs before the rename), so no
+side pays for the other's writeback or clean-up. On a 2-core machine the Python stand-in and
+the client share the cores: ratio 1 moves with any other load; read one run as a sample.
 """
 
 from __future__ import annotations
