@@ -36,6 +36,7 @@ from .model_inspect import civitai_base_model_family
 MANIFEST = "models/.forge-fleet-manifest.json"
 LOCK = "models/.forge-fleet-download.lock"
 WRITEBACK_BYTES = 32 * 1024 * 1024  # written bytes handed to the kernel's writeback at a time
+RATE_WINDOW_S = 10.0  # the rate and ETA in the progress file look this far back
 USER_AGENT = "forge-fleet/0.1 (+model_download)"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 EXPIRED_STATUSES = (401, 403, 410)  # how a CDN refuses a signed URL past its expiry
@@ -673,12 +674,25 @@ class Progress:
                 self.files[destination]["ended"] = time.time()
         self.write()
 
+    def _rate(self, item: dict[str, Any], now: float) -> float:
+        """Bytes per second over the last RATE_WINDOW_S seconds while a file downloads (a stall
+        shows as a falling rate and a growing ETA, not as the average so far); the average
+        over the whole download once it ended."""
+        if item["state"] != "downloading":
+            elapsed = max(item.get("ended", now) - item["started"], 1e-6)
+            return (item["done"] - item["start_done"]) / elapsed
+        samples = item.setdefault("samples", [(item["started"], item["start_done"])])
+        samples.append((now, item["done"]))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
+            samples.pop(0)  # keep one sample at or beyond the window's start
+        since, then = samples[0]
+        return (item["done"] - then) / max(now - since, 1e-6)
+
     def snapshot(self) -> dict[str, Any]:
         now = time.time()
         files = []
         for item in self.files.values():
-            elapsed = max(item.get("ended", now) - item["started"], 1e-6)
-            rate = (item["done"] - item["start_done"]) / elapsed
+            rate = self._rate(item, now)
             remaining = (item["total"] - item["done"]) if item["total"] else None
             files.append(
                 {

@@ -626,3 +626,39 @@ def test_a_redirect_from_https_to_plain_http_is_refused(hub, tmp_path, forge):
     [error] = result["errors"]
     assert "redirects to plain HTTP" in error
     assert hub.cdn_requests() == []
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_progress_rate_and_eta_show_a_stall_instead_of_the_average_so_far(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(http_download, "time", clock)
+    progress = http_download.Progress(None, 2.0)
+    mib = 1024 * 1024
+    progress.start("models/Stable-diffusion/flux.safetensors", 1000 * mib)
+    for _ in range(10):  # 10 MiB/s for 10 s, the watcher reading every 2 s
+        clock.now += 1
+        progress.add("models/Stable-diffusion/flux.safetensors", 10 * mib)
+        if int(clock.now) % 2 == 0:
+            progress.snapshot()
+    [moving] = progress.snapshot()["files"]
+    assert abs(moving["rate_bytes_per_s"] - 10 * mib) < mib
+    assert 85 <= moving["eta_s"] <= 95
+    for _ in range(10):  # then nothing for 20 s
+        clock.now += 2
+        progress.snapshot()
+    [stalled] = progress.snapshot()["files"]
+    assert stalled["rate_bytes_per_s"] == 0
+    assert stalled["eta_s"] is None
+    for _ in range(12):  # and 5 MiB/s again
+        clock.now += 1
+        progress.add("models/Stable-diffusion/flux.safetensors", 5 * mib)
+        progress.snapshot()
+    [again] = progress.snapshot()["files"]
+    assert abs(again["rate_bytes_per_s"] - 5 * mib) < mib
