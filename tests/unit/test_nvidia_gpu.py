@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from forge_fleet.nvidia_gpu import (
@@ -18,6 +13,7 @@ from forge_fleet.nvidia_gpu import (
     summary,
     verdict,
 )
+from tests.unit.test_nvidia_gpu_formats import double
 
 FIELDS = ("index", "name", "uuid", "driver_version", "memory.total", "compute_cap")
 T4_CSV = "0, Tesla T4, GPU-5f1c3c8e, 535.183.01, 15360, 7.5\n"
@@ -219,21 +215,6 @@ def test_catalog_bundles_and_entries_add_their_families():
 
 
 # The lab's nvidia-smi double, run here for each scenario: the parser must read what it prints.
-DOUBLE = Path(__file__).parents[1] / "doubles/rootfs/usr/local/lib/forge-lab/nvidia-smi"
-
-
-def double(scenario):
-    def run(argv):
-        done = subprocess.run(
-            [sys.executable, str(DOUBLE), *argv[1:]],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "FORGE_LAB_GPU_SCENARIO": scenario},
-        )
-        return (done.returncode, done.stdout, done.stderr)
-
-    return run
 
 
 @pytest.mark.parametrize(
