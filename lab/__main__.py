@@ -5,6 +5,7 @@ lab/forge-lab status                              show them
 lab/forge-lab down                                remove them
 lab/forge-lab site [ansible-playbook args]        up (2 VMs unless running) + site.yml
 lab/forge-lab image [--rebuild]                   build the VM image if its recipe changed
+lab/forge-lab stand-ins start|stop                serve the HF/CivitAI stand-ins in the background
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     site.add_argument("playbook_args", nargs=argparse.REMAINDER)
     image = sub.add_parser("image", help="build the VM image when its recipe changed")
     image.add_argument("--rebuild", action="store_true")
+    stand = sub.add_parser(
+        "stand-ins",
+        help="serve the Hugging Face/CivitAI stand-ins to the lab in the background; "
+        "their settings (endpoints, made-up credentials, demo catalog) go to a 0600 "
+        "extra-vars file whose path 'start' prints",
+    )
+    stand.add_argument("action", choices=["start", "stop", "serve"])
 
     args = parser.parse_args(argv)
     lab = Lab(name=args.lab, base_port=args.base_port)
@@ -79,12 +87,20 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows:
                 print(f"{row['name']:<20} {row['state']:<10} ssh {row['ssh']:<18} gpu {row['gpu']}")
         elif args.command == "down":
+            stand_ins.stop(lab)
             removed = lab.down()
             print(f"forge-lab: removed {len(removed)} VM(s): {' '.join(removed) or '-'}")
         elif args.command == "image":
             print(ensure_image(force=args.rebuild))
         elif args.command == "site":
             return run_site(lab, args)
+        elif args.command == "stand-ins" and args.action == "start":
+            print(f"forge-lab: stand-ins serving; extra vars: @{stand_ins.start(lab)}")
+        elif args.command == "stand-ins" and args.action == "stop":
+            stopped = stand_ins.stop(lab)
+            print(f"forge-lab: stand-ins {'stopped' if stopped else 'were not running'}")
+        elif args.command == "stand-ins":
+            stand_ins.serve(lab)
     except LabError as error:
         print(f"forge-lab: {error}", file=sys.stderr)
         return 1

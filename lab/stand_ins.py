@@ -1,4 +1,5 @@
-"""Local stand-ins for the internet services a site.yml run needs, for `forge-lab site`.
+"""Local stand-ins for the internet services a site.yml run needs, for `forge-lab site` and
+`forge-lab stand-ins start|stop` (a background server for Molecule scenarios and by hand).
 
 Serves a small demo catalog (an SD 1.5-layout checkpoint and an SD 1.5 LoRA built from real
 tensor layouts) from the Hugging Face / CivitAI stand-in over HTTPS on the lab network's
@@ -10,6 +11,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +24,9 @@ import yaml
 from tests.doubles.model_hub import ModelHub
 from tests.fixtures import models
 
-from .paths import STATE_DIR
+from .paths import REPO_ROOT, STATE_DIR
 from .tls import issue_server_cert
+from .vms import Lab, LabError
 
 CONTENT_DIR = STATE_DIR / "stand-ins"
 DEMO_CATALOG = [
@@ -81,3 +87,90 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
             yield vars_path
         finally:
             vars_path.unlink(missing_ok=True)
+
+
+# The background server of one lab: its extra-vars file exists while it serves.
+def vars_path(lab: Lab) -> Path:
+    return lab.state_dir / "stand-ins.yml"
+
+
+def _pid_path(lab: Lab) -> Path:
+    return lab.state_dir / "stand-ins.pid"
+
+
+def _log_path(lab: Lab) -> Path:
+    return lab.state_dir / "stand-ins.log"
+
+
+def _gateway(lab: Lab) -> str:
+    if not lab.inventory_path.exists():
+        raise LabError(f"lab '{lab.name}' is not up; run: lab/forge-lab --lab {lab.name} up")
+    return yaml.safe_load(lab.inventory_path.read_text())["all"]["vars"]["lab_network_gateway"]
+
+
+def _running_pid(lab: Lab) -> int | None:
+    try:
+        pid = int(_pid_path(lab).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def serve(lab: Lab) -> None:
+    """Serve in the foreground until SIGTERM or SIGINT (what `start` runs in the background)."""
+    gateway = _gateway(lab)
+
+    def stop(*_: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    with running(gateway, vars_path(lab)) as path:
+        print(f"stand-ins: serving on {gateway}; settings in {path}", flush=True)
+        while True:
+            time.sleep(3600)
+
+
+def start(lab: Lab, timeout: float = 30.0) -> Path:
+    """Start the lab's stand-ins in the background (once); return their extra-vars file."""
+    if _running_pid(lab) and vars_path(lab).exists():
+        return vars_path(lab)
+    _gateway(lab)  # fail here, in the foreground, when the lab is not up
+    command = [sys.executable, "-m", "lab", "--lab", lab.name, "stand-ins", "serve"]
+    with open(_log_path(lab), "wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _pid_path(lab).write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while not vars_path(lab).exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(lab)
+            tail = _log_path(lab).read_text(errors="replace")[-2000:]
+            raise LabError(f"the stand-ins did not start; their log ({_log_path(lab)}):\n{tail}")
+        time.sleep(0.1)
+    return vars_path(lab)
+
+
+def stop(lab: Lab) -> bool:
+    """Stop the lab's background stand-ins; False when none was running."""
+    pid = _running_pid(lab)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    _pid_path(lab).unlink(missing_ok=True)
+    vars_path(lab).unlink(missing_ok=True)
+    return pid is not None

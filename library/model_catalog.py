@@ -12,6 +12,9 @@ description:
     keys and values (unknown keys, missing keys, bad kinds, plain-HTTP URLs, file names that
     would leave the Forge folder), routes each file to its Forge folder by kind, and refuses
     two entries that would write the same file.
+  - Values of entries' C(headers) are masked like C(no_log) options (in the result, its
+    invocation and the log on the host that runs it); M(model_download) takes the catalog
+    itself, so nothing downstream needs them.
   - Fails listing every problem at once. Pure computation; runs anywhere (the models role
     runs it once on the controller) and behaves the same in check mode.
 options:
@@ -43,7 +46,7 @@ entries:
   description: >-
     The normalized entries, bundles first: each entry's keys plus C(label) (how findings name
     it) and C(destination) (path relative to the Forge checkout, or null until the source
-    is asked, as for a CivitAI file name).
+    is asked, as for a CivitAI file name). Header values are masked.
   type: list
   elements: dict
   returned: success
@@ -54,12 +57,12 @@ problems:
   returned: failure
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.catalog import CatalogError, normalize_catalog
+from ansible.module_utils.forge_fleet.catalog_module import CatalogModule
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = CatalogModule(
         argument_spec={
             "catalog": {"type": "list", "elements": "raw", "default": []},
             "bundles": {"type": "list", "elements": "str", "default": []},

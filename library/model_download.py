@@ -8,7 +8,8 @@ DOCUMENTATION = r"""
 module: model_download
 short_description: Download models from Hugging Face, CivitAI and HTTPS, verified and resumable
 description:
-  - Takes normalized catalog entries (from M(model_catalog)), resolves each one (Hugging Face
+  - Takes the model catalog and bundles (checked as M(model_catalog) checks them; a bad
+    catalog fails before anything is asked or written), resolves each entry (Hugging Face
     resolve metadata, CivitAI model-version API), and downloads what is missing into the Forge
     folders. Bytes go to C(<file>.partial), are hashed while they stream, and reach the final
     name only when size and sha256 match. Interrupted downloads resume with Range.
@@ -25,19 +26,25 @@ description:
     how many bytes, and nothing on disk changes. C(changed) is true when a file would be
     downloaded or repaired; a file whose size or mtime changed but whose size is still right
     is reported as C(verify) (only hashing it can tell).
-  - Values of catalog C(headers) (e.g. a private mirror's Authorization) are masked in the
-    module's output like the token options.
+  - Values of catalog C(headers) (e.g. a private mirror's Authorization) are masked like the
+    token options: in the result, its invocation and the host's journal.
 options:
   forge_dir:
     description: The Forge checkout; files go to its C(models/...) folders by kind.
     type: path
     required: true
     aliases: [dest]
-  entries:
-    description: Normalized catalog entries (M(model_catalog) C(entries)).
+  catalog:
+    description: Catalog entries (see the models role README for the keys per source).
     type: list
-    elements: dict
-    required: true
+    elements: raw
+    default: []
+  bundles:
+    description: Named bundles added before the catalog entries (C(flux1_dev_fp8), C(sd15),
+      C(sdxl_base)).
+    type: list
+    elements: str
+    default: []
   huggingface_token:
     description:
       - Hugging Face access token (gated repositories need one with access).
@@ -85,7 +92,7 @@ EXAMPLES = r"""
 - name: Plan the downloads (what and how many bytes; changes nothing)
   model_download:
     forge_dir: /home/azureuser/stable-diffusion-webui-forge
-    entries: "{{ catalog.entries }}"
+    catalog: "{{ models_catalog }}"
     huggingface_token: "{{ models_huggingface_token }}"
   check_mode: true
   register: plan
@@ -93,7 +100,7 @@ EXAMPLES = r"""
 - name: Download the models, watching /var/tmp/models-progress.json
   model_download:
     forge_dir: /home/azureuser/stable-diffusion-webui-forge
-    entries: "{{ catalog.entries }}"
+    catalog: "{{ models_catalog }}"
     huggingface_token: "{{ models_huggingface_token }}"
     civitai_api_key: "{{ models_civitai_api_key }}"
     connections_per_file: 8
@@ -103,7 +110,7 @@ EXAMPLES = r"""
 - name: Re-hash every file, whatever the manifest says
   model_download:
     forge_dir: /home/azureuser/stable-diffusion-webui-forge
-    entries: "{{ catalog.entries }}"
+    catalog: "{{ models_catalog }}"
     verify: true
 """
 
@@ -144,7 +151,8 @@ errors:
 
 import json
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.forge_fleet.catalog import CatalogError, normalize_catalog
+from ansible.module_utils.forge_fleet.catalog_module import CatalogModule
 from ansible.module_utils.forge_fleet.http_download import (
     DownloadError,
     Progress,
@@ -195,10 +203,11 @@ PLAN_KEYS = (
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = CatalogModule(
         argument_spec={
             "forge_dir": {"type": "path", "required": True, "aliases": ["dest"]},
-            "entries": {"type": "list", "elements": "dict", "required": True},
+            "catalog": {"type": "list", "elements": "raw", "default": []},
+            "bundles": {"type": "list", "elements": "str", "default": []},
             "huggingface_token": {"type": "str", "no_log": True},
             "civitai_api_key": {"type": "str", "no_log": True},
             "huggingface_endpoint": {"type": "str", "default": "https://huggingface.co"},
@@ -213,11 +222,16 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    for entry in p["entries"]:
-        # Catalog headers may carry credentials: mask them wherever the output shows them.
-        for value in (entry.get("headers") or {}).values():
-            if value:
-                module.no_log_values.add(str(value))
+    try:
+        entries = normalize_catalog(p["catalog"], p["bundles"])
+    except CatalogError as error:
+        module.fail_json(
+            msg=f"The model catalog has {len(error.problems)} problem(s), nothing downloaded: "
+            + " | ".join(error.problems),
+            errors=error.problems,
+            files=[],
+            bytes_to_fetch=0,
+        )
     settings = Settings(
         hf_endpoint=p["huggingface_endpoint"],
         civitai_endpoint=p["civitai_endpoint"],
@@ -243,7 +257,7 @@ def main() -> None:
         module.fail_json(**result)
 
     try:
-        plan = make_plan(p["entries"], p["forge_dir"], settings)
+        plan = make_plan(entries, p["forge_dir"], settings)
         mismatches = check_declared_families(plan)
         if mismatches:
             fail(

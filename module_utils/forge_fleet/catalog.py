@@ -260,6 +260,18 @@ def find_duplicate_destinations(
     return problems
 
 
+def header_values(entries: Any) -> set[str]:
+    """The values of every entry's ``headers`` (credentials for a private mirror, as often as
+    not): what a module must mask. Takes the catalog as given, checked or not."""
+    values = set()
+    for entry in entries if isinstance(entries, list) else []:
+        headers = entry.get("headers") if isinstance(entry, dict) else None
+        for value in (headers or {}).values() if isinstance(headers, dict) else []:
+            if value not in (None, ""):
+                values.add(str(value))
+    return values
+
+
 def normalize_catalog(entries: list[Any], bundles: list[str] | None = None) -> list[dict[str, Any]]:
     """Bundles first, then the entries; each with ``label`` and ``destination`` (or None).
 

@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 TOKEN = "hf_lab_token_never_printed_5d41402abc4b2a76"
 KEY = "civitai_lab_key_never_printed_7d793037a076"
+MIRROR = "mirror_header_never_printed_9e107d9d372bb6826bd8"
 FORGE = "/home/azureuser/stable-diffusion-webui-forge"
 CATALOG = [
     {
@@ -37,7 +38,7 @@ def hub(lab, tmp_path_factory):
     with ModelHub(gateway, tls=(str(cert), str(key))) as server:
         server.state.tokens.add(TOKEN)
         server.state.granted.add(TOKEN)
-        server.state.civitai_keys.add(KEY)
+        server.state.civitai_keys.update({KEY, MIRROR})
         server.add_hf_file(
             "runwayml/tiny-sd15",
             "tiny-sd15.safetensors",
@@ -58,12 +59,31 @@ def hub(lab, tmp_path_factory):
             name="xl-style.safetensors",
             base_model="SDXL 1.0",
         )
+        server.add_civitai_version(
+            3003,
+            300,
+            m.write_with_data(files / "mirror.safetensors", m.kohya_lora("sd1"), seed=4),
+            name="mirror.safetensors",
+            restricted=True,
+        )
         yield server
+
+
+def full_catalog(hub):
+    """CATALOG plus a private mirror whose Authorization header is a secret."""
+    mirror = {
+        "source": "url",
+        "url": f"{hub.api_url}/api/download/models/3003",
+        "headers": {"Authorization": f"Bearer {MIRROR}"},
+        "kind": "lora",
+        "filename": "mirror-style.safetensors",
+    }
+    return [*CATALOG, mirror]
 
 
 def models_run(lab, hub, catalog=None, **options):
     extravars = {
-        "models_catalog": CATALOG if catalog is None else catalog,
+        "models_catalog": full_catalog(hub) if catalog is None else catalog,
         "models_huggingface_endpoint": hub.api_url,
         "models_civitai_endpoint": hub.api_url,
         "models_huggingface_token": TOKEN,
@@ -102,13 +122,24 @@ def test_models_land_in_forge_folders_owned_by_azureuser(lab, hub, converged):
     assert sorted((f["role"], f["family"]) for f in facts["models_files"]) == [
         ("checkpoint", "sd1"),
         ("lora", "sd1"),
+        ("lora", "sd1"),
     ]
+    mirrored = f"{FORGE}/models/Lora/mirror-style.safetensors"
+    assert lab.exec(host, "stat", "-c", "%U", mirrored).strip() == "azureuser"
 
 
-def test_no_secret_appears_in_the_output_at_vvv(converged):
-    assert TOKEN not in converged.stdout
-    assert KEY not in converged.stdout
+@pytest.mark.parametrize("secret", [TOKEN, KEY, MIRROR])
+def test_no_secret_appears_in_the_output_at_vvv(converged, secret):
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in converged.stdout
+    assert secret not in converged.stdout
+
+
+@pytest.mark.parametrize("secret", [TOKEN, KEY, MIRROR])
+def test_no_secret_reaches_the_vm_journal(lab, converged, secret):
+    for host in lab.hosts:
+        logged = lab.exec(host, "journalctl", "--no-pager", "-t", "ansible-model_download")
+        assert "Invoked with" in logged and "catalog=" in logged  # the module does log here
+        assert secret not in lab.exec(host, "journalctl", "--no-pager")
 
 
 def test_credentials_never_reach_the_storage_host(hub, converged):
@@ -141,7 +172,8 @@ def test_corrupted_model_is_repaired_and_nothing_else_changes(lab, hub, converge
 
 def test_sdxl_lora_on_an_sd15_catalog_is_refused_before_any_download(lab, hub, converged):
     hub.state.log.clear()
-    result = models_run(lab, hub, catalog=[*CATALOG, {"source": "civitai", "version_id": 2002}])
+    catalog = [*full_catalog(hub), {"source": "civitai", "version_id": 2002}]
+    result = models_run(lab, hub, catalog=catalog)
     assert not result.ok
     message = result.task(
         "Plan the downloads and check disk space and base models", lab.hosts[0]
@@ -163,7 +195,7 @@ def test_check_mode_on_a_fresh_vm_plans_and_changes_nothing(make_lab, hub):
     result = models_run(fresh, hub, check=True)
     assert result.ok, result.explain()
     plan = result.task("Plan the downloads and check disk space and base models", fresh.hosts[0])
-    assert [f["action"] for f in plan.res["files"]] == ["download", "download"]
+    assert [f["action"] for f in plan.res["files"]] == ["download"] * 3
     assert plan.res["bytes_to_fetch"] > 5_000_000
     assert (
         fresh.exec(fresh.hosts[0], "sh", "-c", f"ls {FORGE}/models 2>&1 || true")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forge_fleet.catalog import BUNDLES, CatalogError, normalize_catalog
+from forge_fleet.catalog import BUNDLES, CatalogError, header_values, normalize_catalog
 
 HF_VAE = {"source": "huggingface", "repo": "a/b", "file": "vae/ae.safetensors", "kind": "vae"}
 
@@ -118,3 +118,14 @@ def test_entry_duplicating_a_bundle_file_is_caught():
     clash = {"source": "url", "url": "https://x/ae.safetensors", "kind": "vae"}
     [problem] = problems_of([clash], ["flux1_dev_fp8"])
     assert "both write models/VAE/ae.safetensors" in problem
+
+
+def test_header_values_are_found_in_any_catalog_even_a_malformed_one():
+    catalog = [
+        {"source": "url", "url": "https://a/x", "headers": {"Authorization": "Bearer s1", "N": 7}},
+        {"source": "url", "url": "https://a/y", "headers": {"X-Empty": "", "X-None": None}},
+        {"source": "url", "url": "https://a/z", "headers": "not a mapping"},
+        "not an entry",
+    ]
+    assert header_values(catalog) == {"Bearer s1", "7"}
+    assert header_values("not a list") == set()

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from lab.paths import REPO_ROOT
+from lab.tls import CA_CERT, issue_server_cert
 from tests.doubles.model_hub import ModelHub
 from tests.unit.test_http_download import KEY, TOKEN, real_model
 
@@ -24,23 +25,16 @@ MIRROR_SECRET = "mirror-header-secret-0123456789"
 
 
 def entries(hub: ModelHub) -> list[dict]:
+    """A catalog as an operator writes it (the module checks and labels it itself)."""
     return [
-        {
-            "source": "huggingface",
-            "repo": "org/flux",
-            "file": "ae.safetensors",
-            "revision": "main",
-            "kind": "vae",
-            "label": "models_catalog[0] (org/flux/ae.safetensors)",
-        },
-        {"source": "civitai", "version_id": 42, "label": "models_catalog[1] (civitai version 42)"},
+        {"source": "huggingface", "repo": "org/flux", "file": "ae.safetensors", "kind": "vae"},
+        {"source": "civitai", "version_id": 42},
         {
             "source": "url",
             "url": f"{hub.api_url}/api/download/models/43",
             "headers": {"Authorization": f"Bearer {MIRROR_SECRET}"},
             "kind": "lora",
             "filename": "mirror.safetensors",
-            "label": "models_catalog[2] (private mirror)",
         },
     ]
 
@@ -51,11 +45,12 @@ CORRUPT = "import sys; f = open(sys.argv[1], 'r+b'); f.seek(1000); f.write(b'bro
 def download_task(hub: ModelHub, dest: Path, register: str, **extra) -> dict:
     args = {
         "dest": str(dest),
-        "entries": entries(hub),
+        "catalog": entries(hub),
         "huggingface_token": "{{ hf_token }}",
         "civitai_api_key": "{{ civitai_key }}",
         "huggingface_endpoint": hub.api_url,
         "civitai_endpoint": hub.api_url,
+        "ca_file": str(CA_CERT),
     }
     task = {"name": f"Run model_download ({register})", "register": register}
     task.update(
@@ -103,13 +98,23 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
             ignore_errors=True,
             progress_file=str(tmp_path / "missing-progress.json"),
         ),
+        download_task(hub, tmp_path / "bad", "bad_catalog", ignore_errors=True),
     ]
-    tasks[-2]["model_download"]["entries"] = wrong
+    tasks[-1]["model_download"]["catalog"] = [
+        {
+            "source": "url",
+            "url": "http://mirror.example/x.safetensors",
+            "kind": "lora",
+            "colour": "red",
+            "headers": {"Authorization": f"Bearer {MIRROR_SECRET}"},
+        }
+    ]
+    tasks[-3]["model_download"]["catalog"] = wrong
     missing = entries(hub)[:1]
     missing[0]["repo"] = "org/none"
-    tasks[-1]["model_download"]["entries"] = missing
+    tasks[-2]["model_download"]["catalog"] = missing
     names = ["check", "download", "rerun", "touched", "corrupted_check", "corrupted", "failing"]
-    names += ["missing", "after_check"]
+    names += ["missing", "bad_catalog", "after_check"]
     show = {
         "name": "Save the results",
         "ansible.builtin.copy": {
@@ -149,7 +154,8 @@ def run_playbook(tmp_path: Path, book: list[dict]) -> subprocess.CompletedProces
 def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("module")
     forge = tmp_path / "forge"
-    with ModelHub() as hub:
+    cert, key = issue_server_cert(["127.0.0.1"], tmp_path / "tls")
+    with ModelHub(tls=(str(cert), str(key))) as hub:
         hub.state.tokens.add(TOKEN)
         hub.state.civitai_keys.update({KEY, MIRROR_SECRET})
         ae = real_model(tmp_path / "ae", 20_000)
@@ -171,6 +177,7 @@ def runs(tmp_path_factory):
             "progress": (tmp_path / "progress.json").read_text(),
             "missing_progress": (tmp_path / "missing-progress.json").read_text(),
             "cdn": hub.cdn_requests(),
+            "bad_dir": tmp_path / "bad",
         }
 
 
@@ -260,3 +267,12 @@ def test_a_run_failing_before_any_download_leaves_its_progress_file_finished(run
     progress = json.loads(runs["missing_progress"])
     assert progress["finished"] is True
     assert progress["result"]["errors"] == 1
+
+
+def test_a_bad_catalog_fails_naming_every_problem_and_touches_nothing(runs):
+    result = runs["bad_catalog"]
+    assert result["failed"] is True
+    assert "The model catalog has 2 problem(s), nothing downloaded" in result["msg"]
+    assert "unknown key 'colour'" in result["msg"]
+    assert "url must start with https://" in result["msg"]
+    assert not runs["bad_dir"].exists()

@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import json
 
+from lab.tls import CA_CERT, issue_server_cert
 from tests.doubles.model_hub import ModelHub
-from tests.unit.test_http_download import KEY, TOKEN
+from tests.unit.test_http_download import KEY, TOKEN, real_model
 from tests.unit.test_model_download_module import run_playbook
 
 
 def test_an_unexpected_error_fails_the_task_with_its_message_and_masks_the_key(tmp_path):
-    with ModelHub() as hub:
+    cert, key = issue_server_cert(["127.0.0.1"], tmp_path / "tls")
+    with ModelHub(tls=(str(cert), str(key))) as hub:
+        hub.state.civitai_keys.add(KEY)
+        version = hub.add_civitai_version(
+            42, 4, real_model(tmp_path / "m", 3000), name="m.safetensors", restricted=True
+        )
+        # The API answering outside its contract: a size the engine cannot read as a number.
+        version["files"][0]["sizeKB"] = "12.5 MB"
         task = {
-            "name": "Run model_download on a catalog entry with the key in the wrong field",
+            "name": "Run model_download against an API that broke its contract",
             "model_download": {
                 "dest": str(tmp_path / "forge"),
-                # An operator's slip: the API key pasted where the model id goes.
-                "entries": [{"source": "civitai", "model_id": "{{ civitai_key }}", "label": "x"}],
+                "catalog": [{"source": "civitai", "version_id": 42}],
                 "huggingface_token": "{{ hf_token }}",
                 "civitai_api_key": "{{ civitai_key }}",
                 "civitai_endpoint": hub.api_url,
+                "ca_file": str(CA_CERT),
             },
             "register": "slip",
             "ignore_errors": True,
@@ -47,6 +55,7 @@ def test_an_unexpected_error_fails_the_task_with_its_message_and_masks_the_key(t
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["failed"] is True
     assert result["msg"].startswith("unexpected ValueError while handling the models")
+    assert "12.5 MB" in result["msg"]
     assert "MODULE FAILURE" not in output
     assert "Traceback" not in output
     assert KEY not in output

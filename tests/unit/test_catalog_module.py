@@ -1,0 +1,56 @@
+"""model_catalog through ansible-playbook -vvv on localhost: header values stay masked."""
+
+from __future__ import annotations
+
+import json
+
+from tests.unit.test_model_download_module import run_playbook
+
+SECRET = "mirror-bearer-secret-b1946ac92492d2347c62"
+ENTRY = {
+    "source": "url",
+    "url": "https://mirror.example/loras/style.safetensors",
+    "kind": "lora",
+    "headers": {"Authorization": f"Bearer {SECRET}", "X-Org": "lab-team-blue"},
+}
+
+
+def run_catalog(tmp_path, catalog):
+    task = {
+        "name": "Check the catalog",
+        "model_catalog": {"catalog": catalog, "bundles": ["sd15"]},
+        "register": "checked",
+        "ignore_errors": True,
+    }
+    save = {
+        "name": "Save the result",
+        "ansible.builtin.copy": {
+            "content": "{{ checked | to_json }}",
+            "dest": str(tmp_path / "result.json"),
+            "mode": "0600",
+        },
+    }
+    done = run_playbook(
+        tmp_path, [{"hosts": "localhost", "gather_facts": False, "tasks": [task, save]}]
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return done.stdout + done.stderr, json.loads((tmp_path / "result.json").read_text())
+
+
+def test_header_values_are_masked_in_the_result_and_its_invocation(tmp_path):
+    output, result = run_catalog(tmp_path, [ENTRY])
+    assert "invocation" in output  # really at -vvv
+    assert SECRET not in output
+    assert "lab-team-blue" not in output
+    assert SECRET not in json.dumps(result)
+    [_, entry] = result["entries"]
+    assert entry["destination"] == "models/Lora/style.safetensors"
+    assert set(entry["headers"]) == {"Authorization", "X-Org"}
+    assert "Bearer" not in entry["headers"]["Authorization"]
+
+
+def test_header_values_are_masked_when_the_catalog_is_refused(tmp_path):
+    output, result = run_catalog(tmp_path, [dict(ENTRY, colour="red")])
+    assert result["failed"] is True
+    assert "unknown key 'colour'" in result["msg"]
+    assert SECRET not in output
