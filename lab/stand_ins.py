@@ -108,13 +108,25 @@ def _gateway(lab: Lab) -> str:
     return yaml.safe_load(lab.inventory_path.read_text())["all"]["vars"]["lab_network_gateway"]
 
 
+def _alive(pid: int) -> bool:
+    try:  # our own child (started in this process) must be reaped, or it lingers as a zombie
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def _running_pid(lab: Lab) -> int | None:
     try:
         pid = int(_pid_path(lab).read_text())
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if _alive(pid) else None
 
 
 def serve(lab: Lab) -> None:
@@ -163,14 +175,11 @@ def stop(lab: Lab) -> bool:
     if pid:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except OSError:
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
                 break
             time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
     _pid_path(lab).unlink(missing_ok=True)
     vars_path(lab).unlink(missing_ok=True)
     return pid is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 import threading
@@ -10,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from lab import image, podman
+from lab import image, podman, stand_ins
 from lab.paths import SSH_KEY
 from lab.tls import issue_server_cert
 
@@ -190,3 +191,37 @@ def test_vm_trusts_the_lab_ca_for_https_stand_ins(lab, tmp_path):
         assert lab.exec(lab.hosts[0], "python3", "-c", script).strip() == "hello over tls"
     finally:
         server.shutdown()
+
+
+def test_stand_ins_serve_in_the_background_until_stopped(lab):
+    settings_file = stand_ins.start(lab.lab)
+    try:
+        assert settings_file.stat().st_mode & 0o777 == 0o600
+        pid = (lab.lab.state_dir / "stand-ins.pid").read_text()
+        assert stand_ins.start(lab.lab) == settings_file  # already serving: nothing new
+        assert (lab.lab.state_dir / "stand-ins.pid").read_text() == pid
+        settings = yaml.safe_load(settings_file.read_text())
+        gateway = yaml.safe_load(lab.inventory.read_text())["all"]["vars"]["lab_network_gateway"]
+        api = settings["models_huggingface_endpoint"]
+        assert api.startswith(f"https://{gateway}:")
+        entry = settings["models_catalog"][0]
+        url = f"{api}/{entry['repo']}/resolve/main/{entry['file']}"
+        # From the VM, over HTTPS with the lab CA: the resolve endpoint answers with its
+        # metadata and a redirect to the storage host, as Hugging Face does.
+        script = (
+            "import urllib.request, urllib.error\n"
+            "class Stay(urllib.request.HTTPRedirectHandler):\n"
+            "    def redirect_request(self, *a): return None\n"
+            "try:\n"
+            f"    urllib.request.build_opener(Stay).open('{url}', timeout=10)\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    print(e.code, e.headers['X-Linked-Size'])\n"
+        )
+        code, size = lab.exec(lab.hosts[0], "python3", "-c", script).split()
+        assert code == "302" and int(size) > 0
+    finally:
+        assert stand_ins.stop(lab.lab) is True
+    assert not settings_file.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)
+    assert stand_ins.stop(lab.lab) is False
