@@ -15,8 +15,6 @@ import os
 import subprocess
 import sys
 
-import yaml
-
 from . import stand_ins
 from .image import ensure_image
 from .paths import REPO_ROOT
@@ -27,9 +25,9 @@ def run_site(lab: Lab, args: argparse.Namespace) -> int:
     """Bring the lab up (keeping what runs), serve the stand-ins, run site.yml against it."""
     running = [c for c in lab.containers() if c.running]
     inventory = lab.up(max(args.count, len(running)))
-    gateway = yaml.safe_load(inventory.read_text())["all"]["vars"]["lab_network_gateway"]
     playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    with stand_ins.running(gateway, lab.state_dir / "stand-ins.yml") as extra_vars:
+    # Its own settings file: background stand-ins (`stand-ins start`) may be serving too.
+    with stand_ins.running(lab.gateway, lab.state_dir / "site-stand-ins.yml") as extra_vars:
         command = [
             playbook,
             "-i",

@@ -102,12 +102,6 @@ def _log_path(lab: Lab) -> Path:
     return lab.state_dir / "stand-ins.log"
 
 
-def _gateway(lab: Lab) -> str:
-    if not lab.inventory_path.exists():
-        raise LabError(f"lab '{lab.name}' is not up; run: lab/forge-lab --lab {lab.name} up")
-    return yaml.safe_load(lab.inventory_path.read_text())["all"]["vars"]["lab_network_gateway"]
-
-
 def _alive(pid: int) -> bool:
     try:  # our own child (started in this process) must be reaped, or it lingers as a zombie
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -131,7 +125,7 @@ def _running_pid(lab: Lab) -> int | None:
 
 def serve(lab: Lab) -> None:
     """Serve in the foreground until SIGTERM or SIGINT (what `start` runs in the background)."""
-    gateway = _gateway(lab)
+    gateway = lab.gateway
 
     def stop(*_: object) -> None:
         raise SystemExit(0)
@@ -147,7 +141,7 @@ def start(lab: Lab, timeout: float = 30.0) -> Path:
     """Start the lab's stand-ins in the background (once); return their extra-vars file."""
     if _running_pid(lab) and vars_path(lab).exists():
         return vars_path(lab)
-    _gateway(lab)  # fail here, in the foreground, when the lab is not up
+    _ = lab.gateway  # the lab must be up: fail here, in the foreground, not in the child
     command = [sys.executable, "-m", "lab", "--lab", lab.name, "stand-ins", "serve"]
     with open(_log_path(lab), "wb") as log:
         process = subprocess.Popen(

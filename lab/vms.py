@@ -55,6 +55,14 @@ class Lab:
     def known_hosts_path(self) -> Path:
         return self.state_dir / "known_hosts"
 
+    @property
+    def gateway(self) -> str:
+        """The lab network's gateway, where local stand-ins listen (from the inventory)."""
+        if not self.inventory_path.exists():
+            raise LabError(f"lab '{self.name}' is not up; run: lab/forge-lab --lab {self.name} up")
+        inventory = yaml.safe_load(self.inventory_path.read_text())
+        return inventory["all"]["vars"]["lab_network_gateway"]
+
     def vm_name(self, index: int) -> str:
         return f"{self.name}-{index}"
 

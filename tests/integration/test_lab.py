@@ -159,7 +159,7 @@ def test_current_image_is_reused_without_a_rebuild(capsys):
 
 
 def test_vm_trusts_the_lab_ca_for_https_stand_ins(lab, tmp_path):
-    gateway = yaml.safe_load(lab.inventory.read_text())["all"]["vars"]["lab_network_gateway"]
+    gateway = lab.lab.gateway
     cert, key = issue_server_cert([gateway], tmp_path)
 
     class Hello(BaseHTTPRequestHandler):
@@ -201,7 +201,7 @@ def test_stand_ins_serve_in_the_background_until_stopped(lab):
         assert stand_ins.start(lab.lab) == settings_file  # already serving: nothing new
         assert (lab.lab.state_dir / "stand-ins.pid").read_text() == pid
         settings = yaml.safe_load(settings_file.read_text())
-        gateway = yaml.safe_load(lab.inventory.read_text())["all"]["vars"]["lab_network_gateway"]
+        gateway = lab.lab.gateway
         api = settings["models_huggingface_endpoint"]
         assert api.startswith(f"https://{gateway}:")
         entry = settings["models_catalog"][0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-import yaml
 
 from lab.tls import issue_server_cert
 from tests.doubles.model_hub import ModelHub
@@ -33,7 +32,7 @@ CATALOG = [
 @pytest.fixture(scope="module")
 def hub(lab, tmp_path_factory):
     files = tmp_path_factory.mktemp("hub")
-    gateway = yaml.safe_load(lab.inventory.read_text())["all"]["vars"]["lab_network_gateway"]
+    gateway = lab.lab.gateway
     cert, key = issue_server_cert([gateway], files / "tls")
     with ModelHub(gateway, tls=(str(cert), str(key))) as server:
         server.state.tokens.add(TOKEN)
