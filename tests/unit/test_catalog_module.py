@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.unit.test_model_download_module import run_playbook
+from tests.unit.test_model_download_module import run_task
 
 SECRET = "mirror-bearer-secret-b1946ac92492d2347c62"
 ENTRY = {
@@ -16,25 +16,8 @@ ENTRY = {
 
 
 def run_catalog(tmp_path, catalog):
-    task = {
-        "name": "Check the catalog",
-        "model_catalog": {"catalog": catalog, "bundles": ["sd15"]},
-        "register": "checked",
-        "ignore_errors": True,
-    }
-    save = {
-        "name": "Save the result",
-        "ansible.builtin.copy": {
-            "content": "{{ checked | to_json }}",
-            "dest": str(tmp_path / "result.json"),
-            "mode": "0600",
-        },
-    }
-    done = run_playbook(
-        tmp_path, [{"hosts": "localhost", "gather_facts": False, "tasks": [task, save]}]
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    return done.stdout + done.stderr, json.loads((tmp_path / "result.json").read_text())
+    task = {"name": "Check the catalog", "model_catalog": {"catalog": catalog, "bundles": ["sd15"]}}
+    return run_task(tmp_path, task)
 
 
 def test_header_values_are_masked_in_the_result_and_its_invocation(tmp_path):

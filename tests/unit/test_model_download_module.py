@@ -150,6 +150,24 @@ def run_playbook(tmp_path: Path, book: list[dict]) -> subprocess.CompletedProces
     )
 
 
+def run_task(tmp_path: Path, task: dict, play_vars: dict | None = None) -> tuple[str, dict]:
+    """One module task (ignore_errors) at -vvv on localhost: the whole output and its result."""
+    task = {**task, "register": "outcome", "ignore_errors": True}
+    save = {
+        "name": "Save the result",
+        "ansible.builtin.copy": {
+            "content": "{{ outcome | to_json }}",
+            "dest": str(tmp_path / "result.json"),
+            "mode": "0600",
+        },
+    }
+    play = {"hosts": "localhost", "gather_facts": False, "tasks": [task, save]}
+    done = run_playbook(tmp_path, [{**play, "vars": play_vars or {}}])
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    return output, json.loads((tmp_path / "result.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("module")

@@ -8,7 +8,7 @@ import json
 from lab.tls import CA_CERT, issue_server_cert
 from tests.doubles.model_hub import ModelHub
 from tests.unit.test_http_download import KEY, TOKEN, real_model
-from tests.unit.test_model_download_module import run_playbook
+from tests.unit.test_model_download_module import run_task
 
 
 def test_an_unexpected_error_fails_the_task_with_its_message_and_masks_the_key(tmp_path):
@@ -30,29 +30,8 @@ def test_an_unexpected_error_fails_the_task_with_its_message_and_masks_the_key(t
                 "civitai_endpoint": hub.api_url,
                 "ca_file": str(CA_CERT),
             },
-            "register": "slip",
-            "ignore_errors": True,
         }
-        save = {
-            "name": "Save the result",
-            "ansible.builtin.copy": {
-                "content": "{{ slip | to_json }}",
-                "dest": str(tmp_path / "result.json"),
-                "mode": "0600",
-            },
-        }
-        book = [
-            {
-                "hosts": "localhost",
-                "gather_facts": False,
-                "vars": {"hf_token": TOKEN, "civitai_key": KEY},
-                "tasks": [task, save],
-            }
-        ]
-        done = run_playbook(tmp_path, book)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
+        output, result = run_task(tmp_path, task, {"hf_token": TOKEN, "civitai_key": KEY})
     assert result["failed"] is True
     assert result["msg"].startswith("unexpected ValueError while handling the models")
     assert "12.5 MB" in result["msg"]
