@@ -14,6 +14,7 @@ import yaml
 from lab import image, podman, stand_ins
 from lab.paths import SSH_KEY
 from lab.tls import issue_server_cert
+from lab.vms import Lab, LabError
 
 pytestmark = pytest.mark.lab
 
@@ -225,3 +226,11 @@ def test_stand_ins_serve_in_the_background_until_stopped(lab):
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid), 0)
     assert stand_ins.stop(lab.lab) is False
+
+
+def test_stand_ins_refuse_a_lab_that_is_not_up_and_leave_nothing_behind():
+    absent = Lab(name="t-never-up", base_port=51990)
+    with pytest.raises(LabError, match="lab 't-never-up' is not up; run: lab/forge-lab"):
+        stand_ins.start(absent)
+    assert not stand_ins.vars_path(absent).exists()
+    assert not (absent.state_dir / "stand-ins.pid").exists()
