@@ -7,6 +7,7 @@ The recipe is every file under ``lab/image/`` plus the test doubles the image ca
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,8 @@ def ensure_image(*, force: bool = False) -> str:
 
 
 def _remove_stale_images(keep: str) -> None:
+    if os.environ.get("FORGE_LAB_KEEP_IMAGES"):
+        return  # other checkouts on this machine may use images of other recipes
     out = podman.podman("images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_NAME, check=False)
     for ref in out.split():
         if ref != keep:

@@ -7,6 +7,7 @@ key, so SSH host-key checking stays strict even here.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -42,6 +43,13 @@ class Lab:
     name: str = "forge-lab"
     base_port: int = 50001
     vars: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Several checkouts on one machine (git worktrees) share podman's container names:
+        # FORGE_LAB_PREFIX keeps their labs apart (e.g. FORGE_LAB_PREFIX=wt1-).
+        prefix = os.environ.get("FORGE_LAB_PREFIX", "")
+        if prefix and not self.name.startswith(prefix):
+            self.name = prefix + self.name
 
     @property
     def state_dir(self) -> Path:
