@@ -1,0 +1,243 @@
+"""playbooks/fleet.yml and the azureml_compute module, driven through the real Azure SDK
+against the ARM stand-in (tests/doubles/arm). No lab VM needed."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.doubles.arm import Injected
+from tests.harness.arm import RG, SUB, WS, arm_stand_in, fleet_vars, ssh_public_key
+from tests.harness.playbook import run_playbook
+
+TASK = "Ensure the roster's compute instances are "
+STUDENT = {"object_id": "11111111-2222-3333-4444-555555555555", "tenant_id": "t-1"}
+
+
+@pytest.fixture(scope="module")
+def arm_server(tmp_path_factory):
+    with arm_stand_in(tmp_path_factory.mktemp("arm")) as server:
+        yield server
+
+
+@pytest.fixture
+def arm(arm_server):
+    arm_server.reset()
+    arm_server.state.workspaces[(SUB, RG, WS)] = {}
+    return arm_server
+
+
+@pytest.fixture(scope="module")
+def empty_inventory(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inv") / "hosts.yml"
+    path.write_text("all: {}\n")
+    return path
+
+
+@pytest.fixture
+def fleet(arm, empty_inventory, tmp_path):
+    key = ssh_public_key(tmp_path)
+
+    def run(students, state="started", check=False, **more):
+        settings = {"fleet_roster_state": state, "fleet_roster_ssh_public_key_file": str(key)}
+        extravars = fleet_vars(arm, students, **{**settings, **more})
+        result = run_playbook("playbooks/fleet.yml", empty_inventory, extravars=extravars, check=check)
+        return result, result.task(TASK + state, "localhost")
+
+    run.key = key
+    return run
+
+
+def _state(arm, name):
+    instance = arm.instance(SUB, RG, WS, name)
+    return None if instance is None else instance["properties"]["properties"]["state"]
+
+
+def test_roster_converges_creating_missing_and_starting_stopped(arm, fleet):
+    arm.add_instance(SUB, RG, WS, "sd-bob", state="Stopped")
+    arm.add_instance(SUB, RG, WS, "sd-carol", state="Running")
+    result, task = fleet([{"name": "sd-alice", **STUDENT}, {"name": "sd-bob"}, {"name": "sd-carol"}])
+    assert result.ok, result.explain()
+    assert task.changed
+    assert {n: r["action"] for n, r in task.res["instances"].items()} == {
+        "sd-alice": "create",
+        "sd-bob": "start",
+        "sd-carol": None,
+    }
+    assert [(w["method"], w["name"]) for w in arm.state.writes] == [
+        ("PUT", "sd-alice"),
+        ("POST", "sd-bob"),
+    ]
+    assert _state(arm, "sd-alice") == "Running" and _state(arm, "sd-bob") == "Running"
+    created = arm.instance(SUB, RG, WS, "sd-alice")["properties"]["properties"]
+    assert created["sshSettings"]["sshPublicAccess"] == "Enabled"
+    assert created["personalComputeInstanceSettings"]["assignedUser"]["objectId"] == STUDENT["object_id"]
+    assert created["vmSize"] == "Standard_NC4as_T4_v3"
+    assert any("sd-alice: create requested" in line for line in task.res["progress"])
+
+
+def test_rerun_calls_no_write_api_and_reports_unchanged(arm, fleet):
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob"}]
+    first, _ = fleet(roster)
+    assert first.ok, first.explain()
+    writes = len(arm.state.writes)
+    second, task = fleet(roster)
+    assert second.ok, second.explain()
+    assert not task.changed
+    assert len(arm.state.writes) == writes == 2
+    assert second.stats["localhost"]["changed"] == 0
+
+
+def test_check_mode_predicts_without_writing(arm, fleet):
+    arm.add_instance(SUB, RG, WS, "sd-bob", state="Stopped")
+    result, task = fleet([{"name": "sd-alice"}, {"name": "sd-bob"}], check=True)
+    assert result.ok, result.explain()
+    assert task.changed
+    assert task.res["instances"]["sd-alice"]["action"] == "create"
+    assert task.res["instances"]["sd-bob"]["action"] == "start"
+    assert arm.state.writes == []
+    assert _state(arm, "sd-alice") is None and _state(arm, "sd-bob") == "Stopped"
+
+
+def test_stop_then_start(arm, fleet):
+    for name in ("sd-alice", "sd-bob"):
+        arm.add_instance(SUB, RG, WS, name)
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob"}]
+    stopped, task = fleet(roster, state="stopped")
+    assert stopped.ok, stopped.explain()
+    assert task.changed and [w["path"].rsplit("/", 1)[1] for w in arm.state.writes] == ["stop"] * 2
+    assert _state(arm, "sd-alice") == _state(arm, "sd-bob") == "Stopped"
+    started, task = fleet(roster, state="started")
+    assert started.ok, started.explain()
+    assert [w["path"].rsplit("/", 1)[1] for w in arm.state.writes[2:]] == ["start"] * 2
+    assert _state(arm, "sd-alice") == _state(arm, "sd-bob") == "Running"
+
+
+def test_stopped_does_not_create_missing_instances(arm, fleet):
+    result, task = fleet([{"name": "sd-alice"}], state="stopped")
+    assert result.ok, result.explain()
+    assert not task.changed and arm.state.writes == []
+
+
+def test_absent_without_the_safety_switch_deletes_nothing_and_names_them(arm, fleet):
+    for name in ("sd-alice", "sd-bob"):
+        arm.add_instance(SUB, RG, WS, name)
+    result, task = fleet([{"name": "sd-alice"}, {"name": "sd-bob"}], state="absent")
+    assert not result.ok
+    assert "Refusing to delete 2 compute instance(s)" in task.msg
+    assert "sd-alice, sd-bob" in task.msg and "fleet_roster_allow_delete=true" in task.msg
+    assert arm.state.writes == []
+    assert _state(arm, "sd-alice") == "Running"
+
+
+def test_absent_with_the_safety_switch_deletes_only_the_roster(arm, fleet):
+    for name in ("sd-alice", "sd-bob", "other-class"):
+        arm.add_instance(SUB, RG, WS, name)
+    result, task = fleet(
+        [{"name": "sd-alice"}, {"name": "sd-bob"}], state="absent", fleet_roster_allow_delete=True
+    )
+    assert result.ok, result.explain()
+    assert task.changed
+    assert sorted(w["name"] for w in arm.state.writes if w["method"] == "DELETE") == [
+        "sd-alice",
+        "sd-bob",
+    ]
+    assert sorted(arm.state.workspaces[(SUB, RG, WS)]) == ["other-class"]
+
+
+def test_one_failing_instance_is_named_and_the_others_are_created(arm, fleet):
+    arm.state.taken_names.add("sd-bob")
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob"}, {"name": "sd-carol"}]
+    result, task = fleet(roster)
+    assert not result.ok
+    assert set(task.res["failed_instances"]) == {"sd-bob"}
+    assert "1 of 3 instance(s) failed (sd-bob)" in task.msg
+    assert "already taken" in task.res["failed_instances"]["sd-bob"]
+    assert _state(arm, "sd-alice") == _state(arm, "sd-carol") == "Running"
+    assert task.res["instances"]["sd-bob"]["changed"] is False
+
+
+def test_quota_exceeded_is_explained(arm, fleet):
+    arm.state.quota_instances = 1
+    result, task = fleet([{"name": "sd-alice"}, {"name": "sd-bob"}])
+    assert not result.ok
+    message = task.res["failed_instances"]["sd-bob"]
+    assert message.startswith("Quota exceeded for Standard_NC4as_T4_v3")
+    assert "Quotas" in message
+    assert _state(arm, "sd-alice") == "Running"
+
+
+def test_throttling_is_honoured_with_retry_after(arm, fleet):
+    arm.state.inject.append(
+        Injected(429, "TooManyRequests", "Slow down", "GET", "sd-alice", {"Retry-After": "2"})
+    )
+    arm.add_instance(SUB, RG, WS, "sd-alice")
+    result, task = fleet([{"name": "sd-alice"}])
+    assert result.ok, result.explain()
+    gets = [e["time"] for e in arm.state.log if e["name"] == "sd-alice" and e["method"] == "GET"]
+    assert len(gets) == 2
+    assert gets[1] - gets[0] >= 2.0
+
+
+def test_refused_sign_in_says_how_to_log_in_and_writes_nothing(arm, fleet):
+    result, task = fleet([{"name": "sd-alice"}], fleet_azureml_access_token="expired-token")
+    assert not result.ok
+    assert "Azure refused the sign-in" in task.msg and "az login" in task.msg
+    assert "expired-token" not in result.stdout
+    assert arm.state.writes == []
+
+
+def test_not_logged_in_says_how_to_log_in(arm, fleet):
+    result, task = fleet([{"name": "sd-alice"}], fleet_azureml_auth_source="cli")
+    assert not result.ok
+    assert task.msg.startswith("Not logged in to Azure")
+    assert "az login" in task.msg
+    assert arm.state.log == []
+
+
+def test_no_access_to_the_workspace_is_explained(arm, fleet):
+    arm.state.forbidden.add(WS)
+    result, task = fleet([{"name": "sd-alice"}])
+    assert not result.ok
+    assert f"No access on workspace {WS}" in task.msg and "AzureML Compute Operator" in task.msg
+    assert arm.state.writes == []
+
+
+def test_rejected_ssh_key_is_explained_before_any_write(arm, fleet, tmp_path):
+    bad = tmp_path / "bad.pub"
+    bad.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    result, task = fleet([{"name": "sd-alice"}], fleet_roster_ssh_public_key_file=str(bad))
+    assert not result.ok
+    assert "not an OpenSSH public key line" in task.msg
+    assert arm.state.writes == []
+
+
+def test_ssh_key_rejected_by_azure_is_explained(arm, fleet, tmp_path):
+    # The stand-in takes ssh-rsa and ssh-ed25519 only; an ECDSA key passes the local check.
+    key = tmp_path / "ecdsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", str(key)], check=True)
+    result, task = fleet([{"name": "sd-alice"}], fleet_roster_ssh_public_key_file=f"{key}.pub")
+    assert not result.ok
+    assert "Azure rejected the SSH public key (create sd-alice)" in task.res["failed_instances"]["sd-alice"]
+    assert _state(arm, "sd-alice") is None
+
+
+def test_bad_roster_names_are_reported_before_any_call(arm, fleet):
+    result, task = fleet([{"name": "1-bad"}, {"name": "ok-name", "object_id": "x"}])
+    assert not result.ok
+    assert "roster entry 1 (1-bad)" in task.msg
+    assert "roster entry 2 (ok-name): give both object_id and tenant_id" in task.msg
+    assert arm.state.log == []
+
+
+def test_the_wait_is_bounded_and_names_what_is_still_pending(arm, fleet):
+    arm.add_instance(SUB, RG, WS, "sd-alice", state="Stopped")
+    arm.state.transition_gets = 10_000  # it stays Starting
+    started = time.monotonic()
+    result, task = fleet([{"name": "sd-alice"}], fleet_roster_wait_timeout=2)
+    assert not result.ok
+    assert time.monotonic() - started < 30
+    assert "sd-alice still Starting after 2 s" in task.res["failed_instances"]["sd-alice"]
+    assert task.res["instances"]["sd-alice"]["changed"] is True
