@@ -10,7 +10,7 @@ short_description: Create, start, stop or delete a roster of Azure ML compute in
 description:
   - Ensures one Azure ML compute instance per O(instances) entry in one workspace, with SSH
     public access on O(ssh_public_key), assigned to its student when an object id is given.
-  - Runs on the controller (C(hosts: localhost) or C(delegate_to: localhost)) with the Azure
+  - Runs on the controller (a play on C(localhost), or C(delegate_to) localhost) with the Azure
     SDK (C(azure-mgmt-machinelearningservices), C(azure-identity)) from C(requirements.txt).
   - Reads every instance first; sign-in and access problems stop the run before any write.
     Then writes only where the state differs (a re-run calls no write API and reports
@@ -63,11 +63,15 @@ options:
     choices: [present, started, stopped, absent]
     default: started
   allow_delete:
-    description: Safety switch for O(state=absent); without it nothing is deleted and the run fails naming what would be.
+    description:
+      - Safety switch for O(state=absent); without it nothing is deleted and the run fails naming
+        what would be.
     type: bool
     default: false
   wait_timeout:
-    description: Seconds to wait for all instances to reach their state; the rest are named as failed (they carry on in Azure).
+    description:
+      - Seconds to wait for all instances to reach their state; the rest are named as failed (they
+        carry on in Azure).
     type: int
     default: 1800
   poll_interval:
@@ -107,7 +111,8 @@ options:
     type: str
     default: https://management.azure.com
   ca_bundle:
-    description: CA bundle to verify the ARM endpoint with (default the system's, or E(REQUESTS_CA_BUNDLE)).
+    description:
+      - CA bundle to verify the ARM endpoint with (default the system's, or E(REQUESTS_CA_BUNDLE)).
     type: path
 requirements:
   - azure-mgmt-machinelearningservices
@@ -134,7 +139,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 instances:
-  description: Per instance, C(action) (create, start, stop, delete or null), C(state_before), C(state) after, C(changed).
+  description:
+    - Per instance, C(action) (create, start, stop, delete or null), C(state_before), C(state)
+      after, C(changed).
   type: dict
   returned: always
 failed_instances:

@@ -18,7 +18,8 @@ import base64
 import binascii
 import re
 import time
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 DEFAULT_BASE_URL = "https://management.azure.com"
 STATES = ("present", "started", "stopped", "absent")
@@ -51,7 +52,7 @@ class AzureMLError(Exception):
 # -- pure decisions ---------------------------------------------------------------------
 
 
-def summarize(resource: Dict[str, Any]) -> Dict[str, Any]:
+def summarize(resource: dict[str, Any]) -> dict[str, Any]:
     """The facts we use from a ComputeResource (``as_dict()`` shape, snake_case keys)."""
     outer = resource.get("properties") or {}
     inner = outer.get("properties") or {}
@@ -79,7 +80,7 @@ def summarize(resource: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def inventory_host(
-    info: Dict[str, Any], use_private_ip: bool = False, states: tuple = ("Running",)
+    info: dict[str, Any], use_private_ip: bool = False, states: tuple = ("Running",)
 ) -> tuple:
     """(host variables, None) for a reachable instance, or (variables, why it is skipped)."""
     variables = {
@@ -108,14 +109,14 @@ def inventory_host(
     return variables, None
 
 
-def settled_state(state: Optional[str]) -> Optional[str]:
+def settled_state(state: str | None) -> str | None:
     """Where an instance ends up: ``None`` for absent, the stable state otherwise."""
     if state in TRANSITIONAL:
         return TRANSITIONAL[state]
     return state
 
 
-def plan(desired: str, current: Optional[str]) -> Optional[str]:
+def plan(desired: str, current: str | None) -> str | None:
     """The write that takes an instance from settled ``current`` (None: absent) to ``desired``.
 
     Returns one of create, start, stop, delete, or None when nothing is to be done.
@@ -152,7 +153,7 @@ def check_ssh_public_key(key: str) -> None:
         raise AzureMLError("The SSH public key's type does not match its content.")
 
 
-def check_roster(instances: List[Dict[str, Any]], state: str, default_vm_size: str) -> None:
+def check_roster(instances: list[dict[str, Any]], state: str, default_vm_size: str) -> None:
     """Bad roster entries are reported together, before any call to Azure."""
     problems = []
     seen = set()
@@ -212,9 +213,14 @@ def explain_error(error: BaseException, where: str = "", vm_size: str = "") -> s
             "OpenSSH .pub file (ssh-rsa AAAA... is accepted everywhere)."
         )
     if status == 404:
-        return f"Not found{place} (HTTP 404 {code}): {message} Check the subscription id, resource group and workspace names."
+        return (
+            f"Not found{place} (HTTP 404 {code}): {message} Check the subscription id, "
+            "resource group and workspace names."
+        )
     if status == 429:
-        return f"Azure kept throttling{place} (HTTP 429) after retries: wait a minute and run again."
+        return (
+            f"Azure kept throttling{place} (HTTP 429) after retries: wait a minute and run again."
+        )
     if status:
         return f"Azure answered HTTP {status} {code}{place}: {message}"
     return f"{kind}{place}: {message}"
@@ -244,7 +250,7 @@ def make_credential(
     if auth_source == "token" or (auth_source == "auto" and access_token):
         if not access_token:
             raise AzureMLError("auth_source is token but no access_token was given.")
-        from azure.core.credentials import AccessToken
+        from azure.core.credentials import AccessToken  # noqa: PLC0415  the SDK loads on the controller only
 
         class StaticTokenCredential:
             """A token obtained elsewhere (``az account get-access-token``) used as is."""
@@ -253,12 +259,16 @@ def make_credential(
                 return AccessToken(access_token, int(time.time()) + 3600)
 
         return StaticTokenCredential()
-    import azure.identity as identity
+    from azure import identity  # noqa: PLC0415  the SDK loads on the controller only
 
     if auth_source == "service_principal" or (auth_source == "auto" and client_secret):
         missing = [
             n
-            for n, v in (("client_id", client_id), ("tenant_id", tenant_id), ("secret", client_secret))
+            for n, v in (
+                ("client_id", client_id),
+                ("tenant_id", tenant_id),
+                ("secret", client_secret),
+            )
             if not v
         ]
         if missing:
@@ -280,9 +290,9 @@ def make_client(
     ca_bundle: str = "",
     polling_interval: float = 15,
 ) -> Any:
-    from azure.mgmt.machinelearningservices import MachineLearningServicesMgmtClient
+    from azure.mgmt.machinelearningservices import MachineLearningServicesMgmtClient  # noqa: PLC0415  the SDK loads on the controller only
 
-    extra: Dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     if ca_bundle:
         extra["connection_verify"] = ca_bundle
     return MachineLearningServicesMgmtClient(
@@ -295,7 +305,7 @@ def make_client(
     )
 
 
-def list_instances(client: Any, resource_group: str, workspace: str) -> List[Dict[str, Any]]:
+def list_instances(client: Any, resource_group: str, workspace: str) -> list[dict[str, Any]]:
     """Every compute of a workspace (all pages), summarized."""
     pages = client.machine_learning_compute.list_by_workspace(resource_group, workspace)
     return [summarize(item.as_dict()) for item in pages]
@@ -310,6 +320,7 @@ class Fleet:
         resource_group: str,
         workspace: str,
         location: str = "",
+        *,
         check_mode: bool = False,
         wait_timeout: float = 1800,
         poll_interval: float = 15,
@@ -326,21 +337,23 @@ class Fleet:
         self.say = say
         self.clock = clock
         self.start = clock()
+        self.vm_size = ""
+        self.ssh_key = ""
         self.unwritten: set = set()  # writes Azure refused: nothing changed there
 
     def _line(self, name: str, text: str) -> None:
         self.say(f"[{int(self.clock() - self.start):>4d}s] {name}: {text}")
 
-    def get(self, name: str) -> Optional[Dict[str, Any]]:
-        from azure.core.exceptions import ResourceNotFoundError
+    def get(self, name: str) -> dict[str, Any] | None:
+        from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415  the SDK loads on the controller only
 
         try:
             return summarize(self.ops.get(self.rg, self.ws, name).as_dict())
         except ResourceNotFoundError:
             return None
 
-    def _create(self, entry: Dict[str, Any], vm_size: str, ssh_key: str) -> Any:
-        from azure.mgmt.machinelearningservices import models
+    def _create(self, entry: dict[str, Any], vm_size: str, ssh_key: str) -> Any:
+        from azure.mgmt.machinelearningservices import models  # noqa: PLC0415  the SDK loads on the controller only
 
         personal = None
         if entry.get("object_id"):
@@ -364,31 +377,33 @@ class Fleet:
         )
         return self.ops.begin_create_or_update(self.rg, self.ws, entry["name"], resource)
 
-    def converge(
-        self,
-        entries: List[Dict[str, Any]],
-        desired: str,
-        vm_size: str = "",
-        ssh_public_key: str = "",
-        allow_delete: bool = False,
-    ) -> Dict[str, Any]:
-        """Returns {changed, instances: {name: result}, failed: {name: message}}."""
-        results: Dict[str, Dict[str, Any]] = {}
-        failed: Dict[str, str] = {}
-        current: Dict[str, Optional[Dict[str, Any]]] = {}
-        # 1. Read everything first: sign-in and access problems stop here, before any write.
+    def _read(
+        self, entries: list[dict[str, Any]], failed: dict[str, str]
+    ) -> dict[str, dict[str, Any] | None]:
+        """Read every instance first: sign-in and access problems stop here, before any write."""
+        current: dict[str, dict[str, Any] | None] = {}
         for entry in entries:
             name = entry["name"]
             try:
                 current[name] = self.get(name)
-            except Exception as error:  # noqa: BLE001  any SDK error is reported per instance
+            except Exception as error:
                 if is_fatal(error):
                     raise AzureMLError(
                         explain_error(error, f"on workspace {self.ws} ({self.rg})")
                     ) from None
                 failed[name] = explain_error(error, f"reading {name}")
-        # 2. Decide, on where each instance is heading.
-        actions: Dict[str, Optional[str]] = {}
+        return current
+
+    def _decide(
+        self,
+        entries: list[dict[str, Any]],
+        desired: str,
+        current: dict[str, dict[str, Any] | None],
+        results: dict[str, dict[str, Any]],
+        failed: dict[str, str],
+    ) -> dict[str, str | None]:
+        """The write each instance needs, judged on where it is heading."""
+        actions: dict[str, str | None] = {}
         for entry in entries:
             name = entry["name"]
             if name in failed:
@@ -405,6 +420,22 @@ class Fleet:
                 "state_before": None if info is None else info["state"],
                 "changed": actions[name] is not None,
             }
+        return actions
+
+    def converge(
+        self,
+        entries: list[dict[str, Any]],
+        desired: str,
+        vm_size: str = "",
+        ssh_public_key: str = "",
+        allow_delete: bool = False,
+    ) -> dict[str, Any]:
+        """Returns {changed, instances: {name: result}, failed: {name: message}}."""
+        self.vm_size, self.ssh_key = vm_size, ssh_public_key
+        results: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
+        current = self._read(entries, failed)
+        actions = self._decide(entries, desired, current, results, failed)
         doomed = sorted(n for n, a in actions.items() if a == "delete")
         if doomed and not allow_delete:
             raise AzureMLError(
@@ -419,8 +450,8 @@ class Fleet:
                 raise AzureMLError("Creating instances needs the workspace's location (region).")
         if self.check_mode:
             return self._result(results, failed)
-        # 3. Write, then wait for everything together.
-        waiting: Dict[str, Dict[str, Any]] = {}
+        # Write, then wait for everything together.
+        waiting: dict[str, dict[str, Any]] = {}
         for entry in entries:
             name = entry["name"]
             if name in failed:
@@ -439,24 +470,25 @@ class Fleet:
                 waiting[name]["seen"] = info["state"]
                 self._line(name, f"{info['state']}, waiting before {actions[name]}")
                 continue
-            self._write(entry, actions[name], waiting, failed, vm_size, ssh_public_key)
-        self._wait(entries, waiting, results, failed, vm_size, ssh_public_key)
+            self._write(entry, actions[name], waiting, failed)
+        self._wait(entries, waiting, results, failed)
         return self._result(results, failed)
 
     def _write(
         self,
-        entry: Dict[str, Any],
+        entry: dict[str, Any],
         action: str,
-        waiting: Dict[str, Dict[str, Any]],
-        failed: Dict[str, str],
-        vm_size: str,
-        ssh_key: str,
+        waiting: dict[str, dict[str, Any]],
+        failed: dict[str, str],
     ) -> None:
         name = entry["name"]
-        size = entry.get("vm_size") or vm_size
+        size = entry.get("vm_size") or self.vm_size
         try:
             if action == "create":
-                waiting[name] = {"poller": self._create(entry, size, ssh_key), "target": "Running"}
+                waiting[name] = {
+                    "poller": self._create(entry, size, self.ssh_key),
+                    "target": "Running",
+                }
             elif action == "delete":
                 poller = self.ops.begin_delete(
                     self.rg, self.ws, name, underlying_resource_action="Delete"
@@ -469,19 +501,17 @@ class Fleet:
                 self.ops.stop(self.rg, self.ws, name)
                 waiting[name] = {"target": "Stopped"}
             self._line(name, f"{action} requested")
-        except Exception as error:  # noqa: BLE001  reported per instance; the others go on
+        except Exception as error:
             failed[name] = explain_error(error, f"({action} {name})", size)
             self.unwritten.add(name)
             self._line(name, "failed: " + failed[name])
 
     def _wait(
         self,
-        entries: List[Dict[str, Any]],
-        waiting: Dict[str, Dict[str, Any]],
-        results: Dict[str, Dict[str, Any]],
-        failed: Dict[str, str],
-        vm_size: str,
-        ssh_key: str,
+        entries: list[dict[str, Any]],
+        waiting: dict[str, dict[str, Any]],
+        results: dict[str, dict[str, Any]],
+        failed: dict[str, str],
     ) -> None:
         by_name = {e["name"]: e for e in entries}
         deadline = self.start + self.wait_timeout
@@ -490,8 +520,8 @@ class Fleet:
                 job = waiting[name]
                 try:
                     done, state = self._poll(name, job)
-                except Exception as error:  # noqa: BLE001  reported per instance
-                    failed[name] = explain_error(error, f"(waiting for {name})", vm_size)
+                except Exception as error:
+                    failed[name] = explain_error(error, f"(waiting for {name})", self.vm_size)
                     self._line(name, "failed: " + failed[name])
                     del waiting[name]
                     continue
@@ -499,7 +529,7 @@ class Fleet:
                     continue
                 del waiting[name]
                 if job.get("then"):
-                    self._write(by_name[name], job["then"], waiting, failed, vm_size, ssh_key)
+                    self._write(by_name[name], job["then"], waiting, failed)
                     continue
                 if state in BROKEN:
                     failed[name] = f"{name} ended {state}: see its errors in Azure ML studio."
@@ -519,7 +549,7 @@ class Fleet:
                 break
             time.sleep(self.poll_interval)
 
-    def _poll(self, name: str, job: Dict[str, Any]) -> tuple:
+    def _poll(self, name: str, job: dict[str, Any]) -> tuple:
         """(done, state) for one waiting instance; progress lines on state changes."""
         poller = job.get("poller")
         if poller is not None:
@@ -538,7 +568,7 @@ class Fleet:
             return True, state
         return False, state
 
-    def _result(self, results: Dict[str, Dict[str, Any]], failed: Dict[str, str]) -> Dict[str, Any]:
+    def _result(self, results: dict[str, dict[str, Any]], failed: dict[str, str]) -> dict[str, Any]:
         for name in self.unwritten:
             results[name]["changed"] = False
         changed = any(r["changed"] for r in results.values())

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleError
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+
 DOCUMENTATION = r"""
 name: azureml_compute
 short_description: Azure ML compute instances as inventory hosts
@@ -42,7 +50,8 @@ options:
     type: str
     default: forge_servers
   use_private_ip:
-    description: Use the private IP (controller inside the virtual network) instead of the public one.
+    description:
+      - Use the private IP (controller inside the virtual network) instead of the public one.
     type: bool
     default: false
   include_states:
@@ -51,7 +60,9 @@ options:
     elements: str
     default: [Running]
   skipped_group:
-    description: When set, skipped instances join this group (with their azureml_* variables, no address) instead of being left out.
+    description:
+      - When set, skipped instances join this group (with their azureml_* variables, no address)
+        instead of being left out.
     type: str
     default: ""
   auth_source:
@@ -74,7 +85,8 @@ options:
     type: str
     default: ""
   secret:
-    description: Service principal secret; keep it vault-encrypted (C(ansible-vault encrypt_string)).
+    description:
+      - Service principal secret; keep it vault-encrypted (C(ansible-vault encrypt_string)).
     type: str
     default: ""
   access_token:
@@ -90,7 +102,8 @@ options:
     env:
       - name: FORGE_AZUREML_BASE_URL
   ca_bundle:
-    description: CA bundle to verify the endpoint with (default the system's, or REQUESTS_CA_BUNDLE).
+    description:
+      - CA bundle to verify the endpoint with (default the system's, or REQUESTS_CA_BUNDLE).
     type: path
     env:
       - name: FORGE_AZUREML_CA_BUNDLE
@@ -114,14 +127,6 @@ keyed_groups:
   - key: azureml_tags.course | default('none')
     prefix: course
 """
-
-import importlib.util
-import sys
-from pathlib import Path
-from typing import Any
-
-from ansible.errors import AnsibleError
-from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 _SHARED = Path(__file__).resolve().parents[2] / "module_utils/forge_fleet/azureml_compute.py"
 
@@ -192,7 +197,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             )
             try:
                 instances = azureml.list_instances(client, rg, ws)
-            except Exception as error:  # noqa: BLE001  every SDK error gets the operator wording
+            except Exception as error:
                 where = f"listing workspace {ws} (resource group {rg}, subscription {sub})"
                 raise AnsibleError(azureml.explain_error(error, where)) from None
             listing.append({"resource_group": rg, "workspace": ws, "instances": instances})
@@ -213,11 +218,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 variables.update(azureml_workspace=ws, azureml_resource_group=rg)
                 if reason:
                     if not skipped_group:
-                        self.display.warning(
-                            f"azureml_compute: {info['name']} (workspace {ws}) left out: it {reason}."
-                        )
+                        where = f"{info['name']} (workspace {ws})"
+                        self.display.warning(f"azureml_compute: {where} left out: it {reason}.")
                         continue
-                    host = self.inventory.add_host(info["name"], self.inventory.add_group(skipped_group))
+                    host = self.inventory.add_host(
+                        info["name"], self.inventory.add_group(skipped_group)
+                    )
                 else:
                     host = self.inventory.add_host(info["name"], group)
                     for name in self._groups(info, ws):
@@ -225,7 +231,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 for var, value in variables.items():
                     self.inventory.set_variable(host, var, value)
                 self._set_composite_vars(self.get_option("compose"), variables, host, strict)
-                self._add_host_to_composed_groups(self.get_option("groups"), variables, host, strict)
+                self._add_host_to_composed_groups(
+                    self.get_option("groups"), variables, host, strict
+                )
                 self._add_host_to_keyed_groups(
                     self.get_option("keyed_groups"), variables, host, strict
                 )

@@ -43,7 +43,9 @@ def fleet(arm, empty_inventory, tmp_path):
     def run(students, state="started", check=False, **more):
         settings = {"fleet_roster_state": state, "fleet_roster_ssh_public_key_file": str(key)}
         extravars = fleet_vars(arm, students, **{**settings, **more})
-        result = run_playbook("playbooks/fleet.yml", empty_inventory, extravars=extravars, check=check)
+        result = run_playbook(
+            "playbooks/fleet.yml", empty_inventory, extravars=extravars, check=check
+        )
         return result, result.task(TASK + state, "localhost")
 
     run.key = key
@@ -58,7 +60,9 @@ def _state(arm, name):
 def test_roster_converges_creating_missing_and_starting_stopped(arm, fleet):
     arm.add_instance(SUB, RG, WS, "sd-bob", state="Stopped")
     arm.add_instance(SUB, RG, WS, "sd-carol", state="Running")
-    result, task = fleet([{"name": "sd-alice", **STUDENT}, {"name": "sd-bob"}, {"name": "sd-carol"}])
+    result, task = fleet(
+        [{"name": "sd-alice", **STUDENT}, {"name": "sd-bob"}, {"name": "sd-carol"}]
+    )
     assert result.ok, result.explain()
     assert task.changed
     assert {n: r["action"] for n, r in task.res["instances"].items()} == {
@@ -73,7 +77,10 @@ def test_roster_converges_creating_missing_and_starting_stopped(arm, fleet):
     assert _state(arm, "sd-alice") == "Running" and _state(arm, "sd-bob") == "Running"
     created = arm.instance(SUB, RG, WS, "sd-alice")["properties"]["properties"]
     assert created["sshSettings"]["sshPublicAccess"] == "Enabled"
-    assert created["personalComputeInstanceSettings"]["assignedUser"]["objectId"] == STUDENT["object_id"]
+    assert (
+        created["personalComputeInstanceSettings"]["assignedUser"]["objectId"]
+        == STUDENT["object_id"]
+    )
     assert created["vmSize"] == "Standard_NC4as_T4_v3"
     assert any("sd-alice: create requested" in line for line in task.res["progress"])
 
@@ -174,7 +181,7 @@ def test_throttling_is_honoured_with_retry_after(arm, fleet):
         Injected(429, "TooManyRequests", "Slow down", "GET", "sd-alice", {"Retry-After": "2"})
     )
     arm.add_instance(SUB, RG, WS, "sd-alice")
-    result, task = fleet([{"name": "sd-alice"}])
+    result, _ = fleet([{"name": "sd-alice"}])
     assert result.ok, result.explain()
     gets = [e["time"] for e in arm.state.log if e["name"] == "sd-alice" and e["method"] == "GET"]
     assert len(gets) == 2
@@ -220,7 +227,10 @@ def test_ssh_key_rejected_by_azure_is_explained(arm, fleet, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", str(key)], check=True)
     result, task = fleet([{"name": "sd-alice"}], fleet_roster_ssh_public_key_file=f"{key}.pub")
     assert not result.ok
-    assert "Azure rejected the SSH public key (create sd-alice)" in task.res["failed_instances"]["sd-alice"]
+    assert (
+        "Azure rejected the SSH public key (create sd-alice)"
+        in task.res["failed_instances"]["sd-alice"]
+    )
     assert _state(arm, "sd-alice") is None
 
 

@@ -33,7 +33,11 @@ def arm(arm_server):
 
 
 def inventory(arm, source, *args, token=None):
-    env = {**os.environ, **inventory_env(arm, token), "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")}
+    env = {
+        **os.environ,
+        **inventory_env(arm, token),
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+    }
     env["NO_COLOR"] = "1"
     done = subprocess.run(
         [ANSIBLE_INVENTORY, "-i", str(source), *(args or ["--list"])],
@@ -49,9 +53,7 @@ def inventory(arm, source, *args, token=None):
 def listing_of(done):
     """ansible-inventory --list output, with Ansible's untrusted-string markers unwrapped."""
     assert done.returncode == 0, done.stderr
-    return json.loads(
-        done.stdout, object_hook=lambda d: d["__ansible_unsafe"] if "__ansible_unsafe" in d else d
-    )
+    return json.loads(done.stdout, object_hook=lambda d: d.get("__ansible_unsafe", d))
 
 
 def write_config(tmp_path, **options):
@@ -65,9 +67,25 @@ def write_config(tmp_path, **options):
 def classroom(arm):
     """Six computes over three pages (page size 2): two reachable, four not."""
     arm.add_instance(
-        SUB, RG, WS, "sd-alice", ip="20.1.1.1", port=50000, assigned=ALICE, tags={"course": "sd-intro"}
+        SUB,
+        RG,
+        WS,
+        "sd-alice",
+        ip="20.1.1.1",
+        port=50000,
+        assigned=ALICE,
+        tags={"course": "sd-intro"},
     )
-    arm.add_instance(SUB, RG, WS, "sd-bob", ip="20.1.1.2", port=50001, user="instructor", vm_size="Standard_NC6s_v3")
+    arm.add_instance(
+        SUB,
+        RG,
+        WS,
+        "sd-bob",
+        ip="20.1.1.2",
+        port=50001,
+        user="instructor",
+        vm_size="Standard_NC6s_v3",
+    )
     arm.add_instance(SUB, RG, WS, "sd-carol", state="Stopped")
     arm.add_instance(SUB, RG, WS, "sd-dave", ssh=False)
     arm.add_instance(SUB, RG, WS, "sd-erin", state="Creating")
@@ -81,8 +99,16 @@ def test_reachable_instances_become_hosts_with_address_port_and_user(classroom, 
     assert sorted(listing["forge_servers"]["hosts"]) == ["sd-alice", "sd-bob"]
     alice = listing["_meta"]["hostvars"]["sd-alice"]
     bob = listing["_meta"]["hostvars"]["sd-bob"]
-    assert (alice["ansible_host"], alice["ansible_port"], alice["ansible_user"]) == ("20.1.1.1", 50000, "azureuser")
-    assert (bob["ansible_host"], bob["ansible_port"], bob["ansible_user"]) == ("20.1.1.2", 50001, "instructor")
+    assert (alice["ansible_host"], alice["ansible_port"], alice["ansible_user"]) == (
+        "20.1.1.1",
+        50000,
+        "azureuser",
+    )
+    assert (bob["ansible_host"], bob["ansible_port"], bob["ansible_user"]) == (
+        "20.1.1.2",
+        50001,
+        "instructor",
+    )
     assert alice["azureml_vm_size"] == "Standard_NC4as_T4_v3"
     assert alice["azureml_state"] == "Running"
     assert alice["azureml_assigned_user"] == ALICE[0]
@@ -101,7 +127,9 @@ def test_hosts_are_grouped_by_workspace_state_size_user_and_tag(classroom, tmp_p
 def test_unreachable_instances_are_left_out_with_a_warning(classroom, tmp_path):
     done = inventory(classroom, write_config(tmp_path))
     hostvars = listing_of(done)["_meta"]["hostvars"]
-    assert "sd-carol" not in hostvars and "sd-dave" not in hostvars and "train-cluster" not in hostvars
+    assert (
+        "sd-carol" not in hostvars and "sd-dave" not in hostvars and "train-cluster" not in hostvars
+    )
     warnings = " ".join(done.stderr.split())
     assert "sd-carol (workspace ws-forge-class) left out: it is Stopped (not Running)" in warnings
     assert "sd-dave (workspace ws-forge-class) left out: it has no SSH access" in warnings
@@ -118,7 +146,12 @@ def test_every_page_is_read(classroom, tmp_path):
 def test_skipped_group_and_private_ip_when_configured(classroom, tmp_path):
     config = write_config(tmp_path, skipped_group="azureml_offline", use_private_ip=True)
     listing = listing_of(inventory(classroom, config))
-    assert sorted(listing["azureml_offline"]["hosts"]) == ["sd-carol", "sd-dave", "sd-erin", "train-cluster"]
+    assert sorted(listing["azureml_offline"]["hosts"]) == [
+        "sd-carol",
+        "sd-dave",
+        "sd-erin",
+        "train-cluster",
+    ]
     assert listing["_meta"]["hostvars"]["sd-alice"]["ansible_host"] == "10.0.0.4"
     assert "ansible_host" not in listing["_meta"]["hostvars"]["sd-carol"]
     assert listing["_meta"]["hostvars"]["sd-carol"]["azureml_state"] == "Stopped"
@@ -162,7 +195,10 @@ def test_no_access_to_a_workspace_is_explained(classroom, tmp_path):
 
 def test_listing_is_cached_when_the_cache_is_on(classroom, tmp_path):
     config = write_config(
-        tmp_path, cache=True, cache_plugin="ansible.builtin.jsonfile", cache_connection=str(tmp_path / "cache")
+        tmp_path,
+        cache=True,
+        cache_plugin="ansible.builtin.jsonfile",
+        cache_connection=str(tmp_path / "cache"),
     )
     first = inventory(classroom, config)
     assert first.returncode == 0, first.stderr

@@ -76,9 +76,7 @@ class ArmState:
     create_polls: int = 1  # InProgress answers before an operation succeeds
     transition_gets: int = 1  # GETs of an instance seen Starting/Stopping before it settles
     location: str = "westeurope"
-    workspaces: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = field(
-        default_factory=dict
-    )
+    workspaces: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     forbidden: set[str] = field(default_factory=set)  # workspace names answering 403
     taken_names: set[str] = field(default_factory=set)  # used by someone else in the region
     quota_instances: int | None = None  # most compute instances per workspace
@@ -159,7 +157,17 @@ class ArmStandIn:
         tags: dict[str, str] | None = None,
         compute_type: str = "ComputeInstance",
     ) -> dict[str, Any]:
-        resource = self._resource(sub, rg, ws, name, vm_size, ssh, assigned, tags, compute_type)
+        resource = self._resource(
+            sub,
+            rg,
+            ws,
+            name,
+            vm_size=vm_size,
+            ssh=ssh,
+            assigned=assigned,
+            tags=tags,
+            compute_type=compute_type,
+        )
         props = resource["properties"]["properties"]
         props["state"] = state
         props["connectivityEndpoints"] = {"publicIpAddress": ip, "privateIpAddress": private_ip}
@@ -181,6 +189,7 @@ class ArmStandIn:
         rg: str,
         ws: str,
         name: str,
+        *,
         vm_size: str,
         ssh: bool,
         assigned: tuple[str, str] | None,
@@ -216,7 +225,9 @@ class ArmStandIn:
     def new_operation(self, sub: str, then: dict[str, Any]) -> tuple[str, str]:
         op_id = f"op-{next(self._ids)}"
         self.state.operations[op_id] = {"polls": self.state.create_polls, **then}
-        base = f"{self.url}/subscriptions/{sub}/providers/{PROVIDER}/locations/{self.state.location}"
+        base = (
+            f"{self.url}/subscriptions/{sub}/providers/{PROVIDER}/locations/{self.state.location}"
+        )
         query = f"?api-version={API_VERSION}"
         return (
             f"{base}/computeOperationsStatus/{op_id}{query}",
@@ -285,9 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.headers.get("Authorization") != f"Bearer {state.token}":
                 self._send(
                     401,
-                    _error(
-                        "InvalidAuthenticationToken", "The access token is invalid or expired."
-                    ),
+                    _error("InvalidAuthenticationToken", "The access token is invalid or expired."),
                     {
                         "WWW-Authenticate": 'Bearer authorization_uri="https://login.'
                         'microsoftonline.com/common", error="invalid_token"'
@@ -348,7 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif match.re is _ONE and method == "GET":
                 self._get(computes, match.group("name"))
             elif match.re is _ONE and method == "PUT":
-                self._put(computes, sub, rg, ws, match.group("name"), body or {})
+                self._put(computes, (sub, rg, ws), match.group("name"), body or {})
             elif match.re is _ONE and method == "DELETE":
                 self._delete(computes, sub, match.group("name"))
             elif match.re is _ACTION and method == "POST":
@@ -393,8 +402,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, self._settled(computes, name))
 
     def _put(
-        self, computes: dict[str, Any], sub: str, rg: str, ws: str, name: str, body: dict
+        self, computes: dict[str, Any], where: tuple[str, str, str], name: str, body: dict
     ) -> None:
+        sub, rg, ws = where
         state = self.arm.state
         if name in computes:
             self._send(200, computes[name])
@@ -438,17 +448,17 @@ class _Handler(BaseHTTPRequestHandler):
             rg,
             ws,
             name,
-            props.get("vmSize") or "STANDARD_DS3_V2",
-            ssh.get("sshPublicAccess") == "Enabled",
-            (assigned["objectId"], assigned["tenantId"]) if assigned else None,
-            body.get("tags"),
-            (body.get("properties") or {}).get("computeType") or "ComputeInstance",
+            vm_size=props.get("vmSize") or "STANDARD_DS3_V2",
+            ssh=ssh.get("sshPublicAccess") == "Enabled",
+            assigned=(assigned["objectId"], assigned["tenantId"]) if assigned else None,
+            tags=body.get("tags"),
+            compute_type=(body.get("properties") or {}).get("computeType") or "ComputeInstance",
         )
         resource["location"] = body.get("location") or state.location
         out = resource["properties"]["properties"]
         out["state"] = "Creating"
         out["sshSettings"]["adminUserName"] = "azureuser"
-        ip, port = state.ssh_endpoints.get(name, ("20.61.10.%d" % (len(computes) + 11), 50000))
+        ip, port = state.ssh_endpoints.get(name, (f"20.61.10.{len(computes) + 11}", 50000))
         out["sshSettings"]["sshPort"] = port
         out["connectivityEndpoints"] = {"publicIpAddress": ip, "privateIpAddress": "10.0.0.4"}
         computes[name] = resource
