@@ -205,7 +205,7 @@ def explain_error(error: BaseException, where: str = "", vm_size: str = "") -> s
     if status == 409 and ("already" in text or "in use" in text or "exists" in text):
         return (
             f"The name is already taken{place}: {message} Compute instance names are unique "
-            "in an Azure region: change the name (or the roster's name prefix)."
+            "in an Azure region: give this student another name in the roster."
         )
     if "ssh" in text and status == 400:
         return (

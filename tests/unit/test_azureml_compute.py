@@ -4,11 +4,13 @@ Fleet against the ARM stand-in through the real SDK (the errors an operator must
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 
 import pytest
 
 from forge_fleet import azureml_compute as azureml
+from lab.paths import REPO_ROOT
 from lab.tls import CA_CERT
 from tests.harness.arm import RG, SUB, WS, arm_stand_in, ssh_public_key
 
@@ -163,3 +165,19 @@ def test_the_wait_is_bounded_and_names_what_is_still_pending(arm):
     assert time.monotonic() - started < 10
     assert "sd-alice still Starting after 1 s" in outcome["failed"]["sd-alice"]
     assert outcome["instances"]["sd-alice"]["changed"] is True
+
+
+def test_importing_it_loads_no_azure_sdk():
+    # module_utils/ runs on VMs too: the SDK is imported only where Azure is called.
+    probe = (
+        "import sys; import forge_fleet.azureml_compute; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('azure', 'requests')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={"PYTHONPATH": str(REPO_ROOT / "module_utils")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"

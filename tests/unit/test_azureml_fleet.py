@@ -9,6 +9,8 @@ from tests.doubles.arm import Injected
 from tests.harness.arm import RG, SUB, WS, arm_stand_in, fleet_vars, ssh_public_key
 from tests.harness.playbook import run_playbook
 
+pytestmark = pytest.mark.slow  # each test runs ansible-playbook (about 5 s)
+
 TASK = "Ensure the roster's compute instances are "
 STUDENT = {"object_id": "11111111-2222-3333-4444-555555555555", "tenant_id": "t-1"}
 

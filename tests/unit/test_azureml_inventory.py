@@ -206,3 +206,19 @@ def test_listing_is_cached_when_the_cache_is_on(classroom, tmp_path):
     second = inventory(classroom, config)
     assert json.loads(second.stdout)["forge_servers"] == json.loads(first.stdout)["forge_servers"]
     assert len(classroom.state.log) == reads
+
+
+@pytest.mark.parametrize("kind", [["-t", "inventory"], []])
+def test_ansible_doc_documents_the_plugin_and_the_module(kind):
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-doc"), *kind, "azureml_compute"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    expected = "include_states" if kind else "allow_delete"
+    assert expected in text and "DefaultAzureCredential" in text
