@@ -40,7 +40,11 @@ def fleet(arm, empty_inventory, tmp_path):
     key = ssh_public_key(tmp_path)
 
     def run(students, state="started", check=False, **more):
-        settings = {"fleet_roster_state": state, "fleet_roster_ssh_public_key_file": str(key)}
+        settings = {
+            "fleet_roster_state": state,
+            "fleet_roster_ssh_public_key_file": str(key),
+            "fleet_roster_progress_file": str(tmp_path / "reports" / "fleet-progress.log"),
+        }
         extravars = fleet_vars(arm, students, **{**settings, **more})
         result = run_playbook(
             "playbooks/fleet.yml", empty_inventory, extravars=extravars, check=check
@@ -56,7 +60,7 @@ def _state(arm, name):
     return None if instance is None else instance["properties"]["properties"]["state"]
 
 
-def test_roster_converges_creating_missing_and_starting_stopped(arm, fleet):
+def test_roster_converges_creating_missing_and_starting_stopped(arm, fleet, tmp_path):
     arm.add_instance(SUB, RG, WS, "sd-bob", state="Stopped")
     arm.add_instance(SUB, RG, WS, "sd-carol", state="Running")
     result, task = fleet(
@@ -82,6 +86,9 @@ def test_roster_converges_creating_missing_and_starting_stopped(arm, fleet):
     )
     assert created["vmSize"] == "Standard_NC4as_T4_v3"
     assert any("sd-alice: create requested" in line for line in task.res["progress"])
+    # the same lines were written to the progress file as they happened, for tail -f
+    log = (tmp_path / "reports" / "fleet-progress.log").read_text().splitlines()
+    assert log == task.res["progress"]
 
 
 def test_rerun_calls_no_write_api_and_reports_unchanged(arm, fleet):
