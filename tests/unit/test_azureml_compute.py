@@ -181,3 +181,15 @@ def test_importing_it_loads_no_azure_sdk():
         check=True,
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_create_failing_in_its_async_operation_is_named(arm, key):
+    arm.state.failing_creates["sd-bob"] = (
+        "QuotaExceeded",
+        "Operation results in exceeding quota limits of Core. Maximum allowed: 4.",
+    )
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob"}]
+    outcome = fleet(arm).converge(roster, "started", "Standard_NC4as_T4_v3", key)
+    assert set(outcome["failed"]) == {"sd-bob"}
+    assert outcome["failed"]["sd-bob"].startswith("Quota exceeded for Standard_NC4as_T4_v3")
+    assert outcome["instances"]["sd-alice"]["state"] == "Running"

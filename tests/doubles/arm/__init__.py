@@ -8,7 +8,8 @@ REST API version the pinned SDK speaks (azure-mgmt-machinelearningservices 1.0.1
 - ``GET .../computes/{name}``: the resource, or 404 ``ResourceNotFound``;
 - ``PUT .../computes/{name}``: 201 with ``provisioningState: Creating`` and an
   ``Azure-AsyncOperation`` header; the operation answers ``InProgress`` for
-  ``create_polls`` polls, then ``Succeeded`` (the instance is then ``Running``);
+  ``create_polls`` polls, then ``Succeeded`` (the instance is then ``Running``), or
+  ``Failed`` with an error for names in ``failing_creates`` (the instance ``CreateFailed``);
 - ``POST .../computes/{name}/start|stop``: 200; the instance is ``Starting``/``Stopping`` for
   ``transition_gets`` GETs of it, then ``Running``/``Stopped``;
 - ``DELETE .../computes/{name}?underlyingResourceAction=Delete``: 202 with
@@ -81,6 +82,8 @@ class ArmState:
     taken_names: set[str] = field(default_factory=set)  # used by someone else in the region
     quota_instances: int | None = None  # most compute instances per workspace
     inject: list[Injected] = field(default_factory=list)
+    # creations that fail after the 201, in the async operation: name -> (code, message)
+    failing_creates: dict[str, tuple[str, str]] = field(default_factory=dict)
     ssh_endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> ip, port
     log: list[dict[str, Any]] = field(default_factory=list)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -521,9 +524,17 @@ class _Handler(BaseHTTPRequestHandler):
         if op["polls"] == 0:
             op["polls"] = -1
             computes, name = op["computes"], op["name"]
-            if op["kind"] == "create" and name in computes:
+            failure = self.arm.state.failing_creates.get(name)
+            if op["kind"] == "create" and failure and name in computes:
+                computes[name]["properties"]["provisioningState"] = "Failed"
+                computes[name]["properties"]["properties"]["state"] = "CreateFailed"
+                op["error"] = {"code": failure[0], "message": failure[1]}
+            elif op["kind"] == "create" and name in computes:
                 computes[name]["properties"]["provisioningState"] = "Succeeded"
                 computes[name]["properties"]["properties"]["state"] = "Running"
             elif op["kind"] == "delete":
                 computes.pop(name, None)
+        if "error" in op:
+            self._send(200, {"status": "Failed", "error": op["error"]})
+            return
         self._send(200, {"status": "Succeeded"})
