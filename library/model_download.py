@@ -25,7 +25,7 @@ description:
     the free disk space is checked; the result says what would be downloaded or repaired and
     how many bytes, and nothing on disk changes. C(changed) is true when a file would be
     downloaded or repaired; a file whose size or mtime changed but whose size is still right
-    is reported as C(verify) (only hashing it can tell).
+    is hashed (O(hash_changed)) and reported as C(repair) when its bytes are wrong.
   - Values of catalog C(headers) (e.g. a private mirror's Authorization) are masked like the
     token options: in the result, its invocation and the host's journal.
 options:
@@ -85,6 +85,15 @@ options:
   ca_file:
     description: CA bundle to trust instead of the system store.
     type: path
+  hash_changed:
+    description:
+      - In check mode, hash the files whose size or mtime changed since they were recorded
+        (the real run hashes them too), so a file replaced by another of the same size shows
+        as a C(repair) and C(changed) rather than C(verify).
+      - Turn it off for a plan that always runs in check mode ahead of a real download,
+        which hashes them itself.
+    type: bool
+    default: true
 author: Forge Fleet
 """
 
@@ -131,6 +140,12 @@ files:
       size: 335304388
       sha256: afc8e28272cd15db3919bacdb6918ce9c1ed22e96cb12c4d5ed0fba823529e38
       action: downloaded
+changes:
+  description: In check mode, one line per file a real run would download or repair.
+  type: list
+  elements: str
+  returned: check mode
+  sample: ["repair models/Lora/detail.safetensors (144.0 MiB to fetch)"]
 bytes_to_fetch:
   description: Bytes still to download (check mode and real runs alike).
   type: int
@@ -149,18 +164,18 @@ errors:
   returned: on failure
 """
 
-import json
-
+from ansible.module_utils.forge_fleet import download_progress
 from ansible.module_utils.forge_fleet.catalog import CatalogError, normalize_catalog
 from ansible.module_utils.forge_fleet.catalog_module import CatalogModule
 from ansible.module_utils.forge_fleet.http_download import (
     DownloadError,
-    Progress,
     Settings,
     check_declared_families,
     check_disk,
+    describe_changes,
     execute,
     make_plan,
+    settle_by_hashing,
 )
 
 
@@ -170,23 +185,6 @@ def totals(files: list[dict], to_fetch: int) -> dict:
         counts[item["action"]] = counts.get(item["action"], 0) + 1
     counts["bytes"] = sum(item.get("size") or 0 for item in files)
     return counts
-
-
-def progress_in_flight(path: str) -> bool:
-    """An unfinished progress file: another run is writing it (its lock will refuse us)."""
-    try:
-        with open(path) as handle:
-            return json.load(handle).get("finished") is False
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def mark_progress(path: str, finished: bool, errors: int = 0) -> None:
-    progress = Progress(path, 0)
-    progress.finished = finished
-    if finished:
-        progress.result = {"errors": errors, "files": 0}
-    progress.write()
 
 
 PLAN_KEYS = (
@@ -218,6 +216,7 @@ def main() -> None:
             "progress_file": {"type": "path"},
             "retries": {"type": "int", "default": 5},
             "ca_file": {"type": "path"},
+            "hash_changed": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
@@ -246,14 +245,20 @@ def main() -> None:
     )
     # Before asking upstream (seconds for a long catalog) a watcher polling the progress file
     # must not take an earlier run's "finished" for this one; a run in flight keeps its file.
-    marked = False
-    if p["progress_file"] and not module.check_mode and not progress_in_flight(p["progress_file"]):
-        mark_progress(p["progress_file"], finished=False)
-        marked = True
+    # While it plans (asking upstream about a long catalog), the marker is kept fresh: a
+    # watcher takes a progress file that stops changing for a dead job.
+    heartbeat = None
+    if (
+        p["progress_file"]
+        and not module.check_mode
+        and not download_progress.in_flight(p["progress_file"])
+    ):
+        heartbeat = download_progress.Heartbeat(p["progress_file"]).start()
 
     def fail(**result) -> None:
-        if marked:  # our own marker: say this run is over, so the watcher stops waiting
-            mark_progress(p["progress_file"], finished=True, errors=len(result["errors"]))
+        if heartbeat is not None:  # our own marker: say this run is over, so the watcher stops
+            heartbeat.stop()
+            download_progress.mark(p["progress_file"], finished=True, errors=len(result["errors"]))
         module.fail_json(**result)
 
     try:
@@ -267,16 +272,23 @@ def main() -> None:
                 files=[],
                 bytes_to_fetch=0,
             )
+        if module.check_mode and p["hash_changed"]:
+            settle_by_hashing(plan, p["forge_dir"])  # read-only; the real run hashes alike
         to_fetch = sum(item.get("bytes_to_fetch", 0) for item in plan)
         check_disk(plan, p["forge_dir"])  # a read-only probe: check mode fails alike
         if module.check_mode:
             files = [{k: item.get(k) for k in PLAN_KEYS} for item in plan]
+            changes = describe_changes(plan)
             module.exit_json(
-                changed=any(item["action"] in ("download", "repair") for item in plan),
+                changed=bool(changes),
+                msg="; ".join(changes) or "every model is in place",
+                changes=changes,
                 files=files,
                 bytes_to_fetch=to_fetch,
                 totals=totals(files, to_fetch),
             )
+        if heartbeat is not None:
+            heartbeat.stop()  # the download's own writer takes over at once
         outcome = execute(plan, p["forge_dir"], settings)
     except DownloadError as error:
         fail(msg=str(error), errors=[str(error)], files=[], bytes_to_fetch=0)

@@ -31,12 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .catalog import CIVITAI_TYPE_KINDS, KIND_DIRS, find_duplicate_destinations
+from .download_progress import Progress
 from .model_inspect import civitai_base_model_family
 
 MANIFEST = "models/.forge-fleet-manifest.json"
 LOCK = "models/.forge-fleet-download.lock"
 WRITEBACK_BYTES = 32 * 1024 * 1024  # written bytes handed to the kernel's writeback at a time
-RATE_WINDOW_S = 10.0  # the rate and ETA in the progress file look this far back
 USER_AGENT = "forge-fleet/0.1 (+model_download)"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 EXPIRED_STATUSES = (401, 403, 410)  # how a CDN refuses a signed URL past its expiry
@@ -45,6 +45,7 @@ MODEL_REFUSED_TYPES = ("text/html", "application/json")
 # 8-byte little-endian length, GGUF with "GGUF", torch files with "PK" or a pickle opcode).
 NON_MODEL_STARTS = (b"<!doctype html", b"<html", b"<?xml", b'{"error"')
 PUMP_BUFFERS = 16  # x buffer_bytes (1 MiB): received data waiting to be written and hashed
+STATE_SAVE_S = 2.0  # a single stream records its resume point this often
 
 
 class DownloadError(Exception):
@@ -555,18 +556,45 @@ def make_plan(
                 item["sha256"], item["size"] = record["sha256"], record["size"]
         else:
             item["action"] = "verify"  # may turn into a repair once hashed
-        partial = _stat(path + ".partial")
-        expected = item.get("size") or item.get("size_estimate") or 0
-        item["bytes_to_fetch"] = (
-            max(expected - (partial[0] if partial else 0), 0)
-            if item["action"] in ("download", "repair")
-            else 0
-        )
+        item["bytes_to_fetch"] = _bytes_to_fetch(item, path)
         plan.append(item)
     problems = find_duplicate_destinations([(p["label"], p["destination"]) for p in plan])
     if problems:
         raise DownloadError("; ".join(problems))
     return plan
+
+
+def _bytes_to_fetch(item: dict[str, Any], path: str) -> int:
+    """What a download or repair still has to fetch: the size less a ``.partial`` it resumes."""
+    if item["action"] not in ("download", "repair"):
+        return 0
+    partial = _stat(path + ".partial")
+    expected = item.get("size") or item.get("size_estimate") or 0
+    return max(expected - (partial[0] if partial else 0), 0)
+
+
+def settle_by_hashing(plan: list[dict[str, Any]], forge_dir: str) -> None:
+    """Hash what only hashing can judge, as the real run will: a ``verify`` item whose
+    expected sha256 is known becomes a ``repair`` when the file's bytes differ (a file
+    replaced by another of the same size), so a dry run reports it as a change."""
+    for item in plan:
+        if item["action"] != "verify" or not item.get("sha256"):
+            continue
+        path = os.path.join(forge_dir, item["destination"])
+        if sha256_file(path) != item["sha256"]:
+            item["action"] = "repair"
+            item["bytes_to_fetch"] = _bytes_to_fetch(item, path)
+
+
+def describe_changes(plan: list[dict[str, Any]]) -> list[str]:
+    """One line per file a real run would change: ``repair models/Lora/x.safetensors (2.0 MiB
+    to fetch)``; no secrets (destinations and sizes only)."""
+    return [
+        f"{item['action']} {item['destination']} "
+        f"({item.get('bytes_to_fetch', 0) / 1024**2:.1f} MiB to fetch)"
+        for item in plan
+        if item["action"] in ("download", "repair")
+    ]
 
 
 def check_declared_families(plan: list[dict[str, Any]]) -> list[str]:
@@ -613,130 +641,6 @@ def check_disk(plan: list[dict[str, Any]], forge_dir: str) -> None:
             f"{free / 1024**3:.1f} GiB free at {probe}; free {(needed - free) / 1024**3:.1f} GiB "
             "more or remove entries from the catalog"
         )
-
-
-# -- progress -----------------------------------------------------------------------------
-
-
-class Progress:
-    """Bytes done, rate and ETA per file and overall, rewritten to a JSON file."""
-
-    def __init__(self, path: str | None, interval: float) -> None:
-        self.path = path
-        self.interval = interval
-        self.lock = threading.Lock()
-        self.files: dict[str, dict[str, Any]] = {}
-        self.started = time.time()
-        self.last_write = 0.0
-        self.finished = False
-        self.result: dict[str, Any] | None = None
-
-    def queue(self, destination: str, total: int | None) -> None:
-        """A file that will be fetched or hashed: listed from the first write on."""
-        with self.lock:
-            self.files[destination] = {
-                "destination": destination,
-                "total": total,
-                "done": 0,
-                "start_done": 0,
-                "started": time.time(),
-                "state": "queued",
-            }
-
-    def keep_writing(self, stop: threading.Event) -> None:
-        """Rewrite the file every interval even while no byte arrives (a stall, a retry
-        back-off, a long hash), so a watcher always sees a fresh ``updated``."""
-        while not stop.wait(self.interval):
-            self.write()
-
-    def start(self, destination: str, total: int | None, done: int = 0) -> None:
-        with self.lock:
-            self.files[destination] = {
-                "destination": destination,
-                "total": total,
-                "done": done,
-                "start_done": done,
-                "started": time.time(),
-                "state": "downloading",
-            }
-        self.write()
-
-    def add(self, destination: str, count: int) -> None:
-        with self.lock:
-            self.files[destination]["done"] += count
-        if time.time() - self.last_write >= self.interval:
-            self.write()
-
-    def end(self, destination: str, state: str) -> None:
-        with self.lock:
-            if destination in self.files:
-                self.files[destination]["state"] = state
-                self.files[destination]["ended"] = time.time()
-        self.write()
-
-    def _rate(self, item: dict[str, Any], now: float) -> float:
-        """Bytes per second over the last RATE_WINDOW_S seconds while a file downloads (a stall
-        shows as a falling rate and a growing ETA, not as the average so far); the average
-        over the whole download once it ended."""
-        if item["state"] != "downloading":
-            elapsed = max(item.get("ended", now) - item["started"], 1e-6)
-            return (item["done"] - item["start_done"]) / elapsed
-        samples = item.setdefault("samples", [(item["started"], item["start_done"])])
-        samples.append((now, item["done"]))
-        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
-            samples.pop(0)  # keep one sample at or beyond the window's start
-        since, then = samples[0]
-        return (item["done"] - then) / max(now - since, 1e-6)
-
-    def snapshot(self) -> dict[str, Any]:
-        now = time.time()
-        files = []
-        for item in self.files.values():
-            rate = self._rate(item, now)
-            remaining = (item["total"] - item["done"]) if item["total"] else None
-            files.append(
-                {
-                    "destination": item["destination"],
-                    "state": item["state"],
-                    "bytes_done": item["done"],
-                    "bytes_total": item["total"],
-                    "rate_bytes_per_s": round(rate),
-                    "eta_s": round(remaining / rate)
-                    if remaining is not None and rate > 0
-                    else None,
-                }
-            )
-        for entry in files:
-            if entry["state"] == "queued":
-                entry["rate_bytes_per_s"], entry["eta_s"] = 0, None
-        active = [f for f in files if f["state"] == "downloading"]
-        done = sum(f["bytes_done"] for f in files)
-        total = sum(f["bytes_total"] or f["bytes_done"] for f in files)
-        rate = sum(f["rate_bytes_per_s"] for f in active)
-        return {
-            "updated": now,
-            "finished": self.finished,
-            "files": files,
-            "bytes_done": done,
-            "bytes_total": total,
-            "rate_bytes_per_s": rate,
-            "eta_s": round((total - done) / rate) if rate > 0 else None,
-            "result": self.result,
-        }
-
-    def write(self) -> None:
-        if not self.path:
-            return
-        with self.lock:
-            self.last_write = time.time()
-            data = self.snapshot()
-            tmp = f"{self.path}.{threading.get_ident()}.tmp"
-            try:
-                with open(tmp, "w") as handle:
-                    json.dump(data, handle)
-                os.replace(tmp, self.path)
-            except OSError:
-                pass  # progress is best effort; the download itself reports its errors
 
 
 # -- fetching one file ---------------------------------------------------------------------
@@ -1053,6 +957,7 @@ class _Fetch:
 
         def sink(written: int) -> None:
             flushed = written
+            saved_at = time.monotonic()
             while True:
                 item = full.get()
                 if item is None:
@@ -1067,6 +972,12 @@ class _Fetch:
                         handle.flush()
                         _start_writeback(handle.fileno(), flushed, written - flushed)
                         flushed = written
+                    if time.monotonic() - saved_at >= STATE_SAVE_S:
+                        # A run killed outright (OOM, kill -9, a restart) saves nothing on
+                        # its way out: the next one resumes from the last prefix saved here.
+                        handle.flush()
+                        self._save_state(written)
+                        saved_at = time.monotonic()
                 except BaseException as error:  # surfaced in the receiving thread
                     failure.append(error)
                 free.put(buffer)

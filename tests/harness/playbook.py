@@ -119,6 +119,9 @@ def run_playbook(
                 "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
                 # ansible-runner puts its own callback folder in this variable; keep ours too
                 "ANSIBLE_CALLBACK_PLUGINS": str(REPO_ROOT / "plugins" / "callback"),
+                # ansible-runner's own stdout callback builds on the one named here (not on
+                # ansible.cfg's), so the output is what an operator sees
+                "ANSIBLE_STDOUT_CALLBACK": "forge_progress",
                 "ANSIBLE_FORCE_COLOR": "false",
                 "ANSIBLE_NOCOLOR": "true",
                 "PATH": os.environ["PATH"],

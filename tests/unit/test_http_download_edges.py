@@ -14,6 +14,7 @@ import queue
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +23,7 @@ from typing import ClassVar
 
 import pytest
 
-from forge_fleet import http_download
+from forge_fleet import download_progress, http_download
 from forge_fleet.http_download import (
     DownloadError,
     Settings,
@@ -638,8 +639,8 @@ class _Clock:
 
 def test_progress_rate_and_eta_show_a_stall_instead_of_the_average_so_far(monkeypatch):
     clock = _Clock()
-    monkeypatch.setattr(http_download, "time", clock)
-    progress = http_download.Progress(None, 2.0)
+    monkeypatch.setattr(download_progress, "time", clock)
+    progress = download_progress.Progress(None, 2.0)
     mib = 1024 * 1024
     progress.start("models/Stable-diffusion/flux.safetensors", 1000 * mib)
     for _ in range(10):  # 10 MiB/s for 10 s, the watcher reading every 2 s
@@ -662,3 +663,48 @@ def test_progress_rate_and_eta_show_a_stall_instead_of_the_average_so_far(monkey
         progress.snapshot()
     [again] = progress.snapshot()["files"]
     assert abs(again["rate_bytes_per_s"] - 5 * mib) < mib
+
+
+KILLABLE_ENGINE = """
+import json, sys
+from forge_fleet.http_download import Settings, execute, make_plan
+entry = {"source": "url", "url": sys.argv[1], "kind": "checkpoint", "label": "killed",
+         "filename": "m.safetensors"}
+options = Settings(connections=1)
+print(json.dumps(execute(make_plan([entry], sys.argv[2], options), sys.argv[2], options)))
+"""
+
+
+def test_a_single_stream_killed_outright_resumes_from_its_saved_prefix(hub, tmp_path, forge):
+    """kill -9 runs no cleanup: the resume point must already be on disk (saved every
+    STATE_SAVE_S while the bytes stream), so the next run asks only for the rest."""
+    source = real_model(tmp_path / "a", 3_000_000)
+    url = hub.cdn_url(hub.add_blob(source))
+    hub.state.bytes_per_second = 400_000
+    module_utils = Path(http_download.__file__).resolve().parents[1]
+    job = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_ENGINE, url, str(forge)],
+        env={**os.environ, "PYTHONPATH": str(module_utils)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state = forge / (TARGET + ".partial.json")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            saved = json.loads(state.read_text()).get("prefix", 0) if state.exists() else 0
+            if saved > 0:
+                break
+            time.sleep(0.1)
+    finally:
+        job.kill()  # SIGKILL: no finally blocks, no state saved on the way out
+        job.wait()
+    assert saved > 0
+    hub.state.bytes_per_second = None
+    hub.state.log.clear()
+    result = run([url_entry(url)], forge, fast())
+    assert result["errors"] == []
+    [request] = hub.cdn_requests()
+    resumed_at = int(request["range"].removeprefix("bytes=").rstrip("-"))
+    assert resumed_at >= saved
+    assert sha(forge / TARGET) == sha(source)

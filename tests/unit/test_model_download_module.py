@@ -83,6 +83,7 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
                 "modification_time": "200001010000.00",
             },
         },
+        download_task(hub, forge, "touched_check", check_mode=True),
         download_task(hub, forge, "touched"),
         {
             "name": "Corrupt the VAE (same size)",
@@ -113,7 +114,16 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
     missing = entries(hub)[:1]
     missing[0]["repo"] = "org/none"
     tasks[-2]["model_download"]["catalog"] = missing
-    names = ["check", "download", "rerun", "touched", "corrupted_check", "corrupted", "failing"]
+    names = [
+        "check",
+        "download",
+        "rerun",
+        "touched_check",
+        "touched",
+        "corrupted_check",
+        "corrupted",
+        "failing",
+    ]
     names += ["missing", "bad_catalog", "after_check"]
     show = {
         "name": "Save the results",
@@ -248,9 +258,25 @@ def test_touched_file_is_reverified_without_a_change(runs):
     assert runs["touched"]["changed"] is False
 
 
-def test_check_mode_cannot_tell_a_same_size_corruption_without_hashing(runs):
-    assert sorted(actions(runs["corrupted_check"])) == ["present", "present", "verify"]
-    assert runs["corrupted_check"]["changed"] is False
+def test_check_mode_hashes_a_changed_file_and_reports_its_repair_by_name(runs):
+    assert sorted(actions(runs["corrupted_check"])) == ["present", "present", "repair"]
+    assert runs["corrupted_check"]["changed"] is True
+    assert runs["corrupted_check"]["changes"] == [
+        "repair models/VAE/ae.safetensors (0.0 MiB to fetch)"
+    ]
+
+
+def test_check_mode_names_every_file_it_would_download(runs):
+    assert runs["check"]["changes"] == [
+        f"download {d} (0.0 MiB to fetch)"
+        for d in ("models/VAE/ae.safetensors", "models/Lora/style.safetensors")
+    ] + ["download models/Lora/mirror.safetensors (0.0 MiB to fetch)"]
+    assert "download models/VAE/ae.safetensors" in runs["check"]["msg"]
+
+
+def test_check_mode_on_a_touched_but_intact_file_reports_no_change(runs):
+    assert sorted(actions(runs["touched_check"])) == ["present", "present", "verify"]
+    assert runs["touched_check"]["changed"] is False
 
 
 def test_corrupted_file_is_repaired(runs):
