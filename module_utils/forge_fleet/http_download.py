@@ -586,15 +586,30 @@ def settle_by_hashing(plan: list[dict[str, Any]], forge_dir: str) -> None:
             item["bytes_to_fetch"] = _bytes_to_fetch(item, path)
 
 
+def human_bytes(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return ""  # not reached
+
+
 def describe_changes(plan: list[dict[str, Any]]) -> list[str]:
     """One line per file a real run would change: ``repair models/Lora/x.safetensors (2.0 MiB
-    to fetch)``; no secrets (destinations and sizes only)."""
-    return [
-        f"{item['action']} {item['destination']} "
-        f"({item.get('bytes_to_fetch', 0) / 1024**2:.1f} MiB to fetch)"
-        for item in plan
-        if item["action"] in ("download", "repair")
-    ]
+    to fetch)``; no secrets (destinations and sizes only). A URL whose server announces no
+    size says so rather than a made-up figure."""
+    lines = []
+    for item in plan:
+        if item["action"] not in ("download", "repair"):
+            continue
+        known = item.get("size") or item.get("size_estimate")
+        amount = (
+            f"{human_bytes(item.get('bytes_to_fetch', 0))} to fetch"
+            if known
+            else "size unknown until it downloads"
+        )
+        lines.append(f"{item['action']} {item['destination']} ({amount})")
+    return lines
 
 
 def check_declared_families(plan: list[dict[str, Any]]) -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import glob
 import hashlib
-import itertools
 import json
 import os
 import queue
@@ -344,7 +343,7 @@ def test_writeback_is_started_for_each_written_stretch_in_order(
     assert run([url_entry(url)], forge, options)["errors"] == []
     assert sha(forge / TARGET) == sha(source)
     assert hints[0][0] == 0
-    assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(hints))
+    assert all(a + n == b for (a, n), (b, _) in zip(hints, hints[1:]))
     assert all(n >= 128 * 1024 for _, n in hints)
     assert hints[-1][0] + hints[-1][1] <= os.path.getsize(source)
     assert len(hints) >= 6
@@ -705,6 +704,6 @@ def test_a_single_stream_killed_outright_resumes_from_its_saved_prefix(hub, tmp_
     result = run([url_entry(url)], forge, fast())
     assert result["errors"] == []
     [request] = hub.cdn_requests()
-    resumed_at = int(request["range"].removeprefix("bytes=").rstrip("-"))
+    resumed_at = int(request["range"].split("=")[1].rstrip("-"))
     assert resumed_at >= saved
     assert sha(forge / TARGET) == sha(source)

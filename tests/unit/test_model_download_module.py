@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from forge_fleet.http_download import human_bytes
 from lab.paths import REPO_ROOT
 from lab.tls import CA_CERT, issue_server_cert
 from tests.doubles.model_hub import ModelHub
@@ -261,16 +262,19 @@ def test_touched_file_is_reverified_without_a_change(runs):
 def test_check_mode_hashes_a_changed_file_and_reports_its_repair_by_name(runs):
     assert sorted(actions(runs["corrupted_check"])) == ["present", "present", "repair"]
     assert runs["corrupted_check"]["changed"] is True
+    size = human_bytes(os.path.getsize(runs["ae"]))
     assert runs["corrupted_check"]["changes"] == [
-        "repair models/VAE/ae.safetensors (0.0 MiB to fetch)"
+        f"repair models/VAE/ae.safetensors ({size} to fetch)"
     ]
 
 
 def test_check_mode_names_every_file_it_would_download(runs):
-    assert runs["check"]["changes"] == [
-        f"download {d} (0.0 MiB to fetch)"
-        for d in ("models/VAE/ae.safetensors", "models/Lora/style.safetensors")
-    ] + ["download models/Lora/mirror.safetensors (0.0 MiB to fetch)"]
+    changes = runs["check"]["changes"]
+    size = human_bytes(os.path.getsize(runs["ae"]))
+    assert changes[0] == f"download models/VAE/ae.safetensors ({size} to fetch)"
+    assert changes[1].startswith("download models/Lora/style.safetensors (")
+    assert changes[1].endswith(" KiB to fetch)")  # CivitAI's sizeKB
+    assert changes[2] == "download models/Lora/mirror.safetensors (size unknown until it downloads)"
     assert "download models/VAE/ae.safetensors" in runs["check"]["msg"]
 
 
