@@ -5,12 +5,10 @@ already complete when the run stopped."""
 from __future__ import annotations
 
 import errno
-import glob
 import hashlib
 import json
 import os
 import queue
-import shutil
 import ssl
 import subprocess
 import sys
@@ -218,46 +216,6 @@ def test_ranged_download_memory_is_a_fixed_set_of_segment_buffers(
     assert run([url_entry(url)], forge, options)["errors"] == []
     assert sha(forge / TARGET) == sha(source)
     assert allocated == [64 * 1024] * (3 + 2)
-
-
-PYENV_ROOT = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-OLDEST_PYTHON = next(
-    iter(sorted(glob.glob(f"{PYENV_ROOT}/versions/3.8*/bin/python3.8"))),
-    None if "/shims/" in (shutil.which("python3.8") or "/shims/") else shutil.which("python3.8"),
-)
-ENGINE_ON_A_VM = """
-import json, sys
-sys.path[:0] = [sys.argv[1]]
-from forge_fleet.http_download import Settings, check_disk, execute, make_plan
-entry = {"source": "url", "url": sys.argv[2], "kind": "checkpoint", "label": "vm",
-         "filename": "m.safetensors"}
-options = Settings(connections=int(sys.argv[4]), min_split_bytes=1, segment_bytes=65536)
-plan = make_plan([entry], sys.argv[3], options)
-check_disk(plan, sys.argv[3])
-print(json.dumps(execute(plan, sys.argv[3], options)))
-"""
-
-
-@pytest.mark.skipif(OLDEST_PYTHON is None, reason="no Python 3.8 on this machine")
-@pytest.mark.parametrize("connections", [1, 4])
-def test_the_engine_runs_under_python_3_8_as_on_older_vms(hub, tmp_path, connections):
-    source = real_model(tmp_path / "a", 500_000)
-    url = hub.cdn_url(hub.add_blob(source))
-    module_utils = Path(http_download.__file__).resolve().parents[1]
-    forge = tmp_path / "forge38"
-    forge.mkdir()
-    done = subprocess.run(
-        [OLDEST_PYTHON, "-c", ENGINE_ON_A_VM, str(module_utils), url, str(forge), str(connections)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    outcome = json.loads(done.stdout)
-    assert outcome["errors"] == []
-    assert [f["sha256"] for f in outcome["files"]] == [sha(source)]
-    assert sha(forge / TARGET) == sha(source)
 
 
 def hf_entry(repo: str = "org/flux", file: str = "ae.safetensors") -> dict:
