@@ -30,9 +30,10 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .catalog import CIVITAI_TYPE_KINDS, KIND_DIRS, find_duplicate_destinations
+from .catalog import CIVITAI_TYPE_KINDS, find_duplicate_destinations
 from .download_progress import Progress
 from .model_inspect import civitai_base_model_family
+from .vocabulary import KIND_DIRS
 
 MANIFEST = "models/.forge-fleet-manifest.json"
 LOCK = "models/.forge-fleet-download.lock"
