@@ -122,6 +122,30 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, parts.hostname or "", parts.port
 
 
+def outgoing_headers(
+    url: str,
+    auth_origin: tuple[str, str, int | None],
+    *,
+    headers: dict[str, str] | None = None,
+    auth: str | None = None,
+    private_headers: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Which headers a request to ``url`` may carry: the security boundary for tokens, and
+    the only place request headers are put together.
+
+    The User-Agent and the request's own headers (Range) go everywhere. The secrets - the
+    Bearer token (``auth``) and catalog-declared headers (``private_headers``, e.g. a private
+    mirror's Authorization) - go only to ``auth_origin`` (scheme, host and port of the URL
+    they were given for), never to the CDN or storage host a redirect points at.
+    """
+    sent = {"User-Agent": USER_AGENT, **(headers or {})}
+    if _origin(url) == auth_origin:
+        sent.update(private_headers or {})
+        if auth:
+            sent["Authorization"] = f"Bearer {auth}"
+    return sent
+
+
 def public_url(url: str) -> str:
     """A URL fit for messages: no query string (pre-signed URLs carry signatures there) and
     no ``user:password@`` (a mirror's credentials may be written into its URL)."""
@@ -149,11 +173,9 @@ def request(
         conn = _connect(url, settings)
         parts = urllib.parse.urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        sent = {"User-Agent": USER_AGENT, **(headers or {})}
-        if _origin(url) == auth_origin:
-            sent.update(private_headers or {})
-            if auth:
-                sent["Authorization"] = f"Bearer {auth}"
+        sent = outgoing_headers(
+            url, auth_origin, headers=headers, auth=auth, private_headers=private_headers
+        )
         try:
             conn.request(method, target or "/", headers=sent)
             resp = conn.getresponse()
@@ -752,11 +774,13 @@ class _SegmentFetcher:
             conn = _connect(url, self.fetch.settings)
             self.local.conn, self.local.origin = conn, _origin(url)
         parts = urllib.parse.urlsplit(url)
-        headers = {"User-Agent": USER_AGENT, "Range": f"bytes={first}-{last}"}
-        if _origin(url) == _origin(self.fetch.item["url"]):
-            headers.update(self.fetch.private_headers)
-            if self.fetch.item.get("auth"):
-                headers["Authorization"] = f"Bearer {self.fetch.item['auth']}"
+        headers = outgoing_headers(
+            url,
+            _origin(self.fetch.item["url"]),
+            headers={"Range": f"bytes={first}-{last}"},
+            auth=self.fetch.item.get("auth"),
+            private_headers=self.fetch.private_headers,
+        )
         try:
             conn.request(
                 "GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers

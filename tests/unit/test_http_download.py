@@ -11,12 +11,14 @@ import time
 import pytest
 
 from forge_fleet.http_download import (
+    USER_AGENT,
     DownloadError,
     Settings,
     check_declared_families,
     check_disk,
     execute,
     make_plan,
+    outgoing_headers,
     retry_after_seconds,
 )
 from tests.doubles.model_hub import ModelHub
@@ -556,3 +558,19 @@ def test_https_download_trusts_the_ca_file_and_keeps_the_token_off_the_cdn(tmp_p
     assert result["errors"] == []
     assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
     assert cdn and not any(r["authorization"] for r in cdn)
+
+
+def test_secrets_go_only_to_the_origin_they_were_given_for():
+    home = ("https", "huggingface.co", None)
+    secret = {"X-Mirror-Key": "k"}
+    sent = outgoing_headers("https://huggingface.co/a/b", home, auth="hf_x", private_headers=secret)
+    assert sent == {"User-Agent": USER_AGENT, "Authorization": "Bearer hf_x", "X-Mirror-Key": "k"}
+    for elsewhere in (
+        "https://cdn-lfs.huggingface.co/blob",  # another host
+        "http://huggingface.co/a/b",  # another scheme
+        "https://huggingface.co:8443/a/b",  # another port
+    ):
+        sent = outgoing_headers(
+            elsewhere, home, headers={"Range": "bytes=0-"}, auth="hf_x", private_headers=secret
+        )
+        assert sent == {"User-Agent": USER_AGENT, "Range": "bytes=0-"}, elsewhere
