@@ -164,40 +164,8 @@ errors:
   returned: on failure
 """
 
-from ansible.module_utils.forge_fleet import download_progress
-from ansible.module_utils.forge_fleet.catalog import CatalogError, normalize_catalog
 from ansible.module_utils.forge_fleet.catalog_module import CatalogModule
-from ansible.module_utils.forge_fleet.http_download import (
-    DownloadError,
-    Settings,
-    check_declared_families,
-    check_disk,
-    describe_changes,
-    execute,
-    make_plan,
-    settle_by_hashing,
-)
-
-
-def totals(files: list[dict], to_fetch: int) -> dict:
-    counts: dict = {"files": len(files), "bytes_to_fetch": to_fetch}
-    for item in files:
-        counts[item["action"]] = counts.get(item["action"], 0) + 1
-    counts["bytes"] = sum(item.get("size") or 0 for item in files)
-    return counts
-
-
-PLAN_KEYS = (
-    "label",
-    "destination",
-    "kind",
-    "action",
-    "bytes_to_fetch",
-    "sha256",
-    "size",
-    "base_model",
-    "declared_family",
-)
+from ansible.module_utils.forge_fleet.download_task import run_task
 
 
 def main() -> None:
@@ -220,97 +188,10 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    p = module.params
-    try:
-        entries = normalize_catalog(p["catalog"], p["bundles"])
-    except CatalogError as error:
-        module.fail_json(
-            msg=f"The model catalog has {len(error.problems)} problem(s), nothing downloaded: "
-            + " | ".join(error.problems),
-            errors=error.problems,
-            files=[],
-            bytes_to_fetch=0,
-        )
-    settings = Settings(
-        hf_endpoint=p["huggingface_endpoint"],
-        civitai_endpoint=p["civitai_endpoint"],
-        hf_token=p["huggingface_token"],
-        civitai_key=p["civitai_api_key"],
-        connections=p["connections_per_file"],
-        parallel_files=p["parallel_files"],
-        verify=p["verify"],
-        progress_file=p["progress_file"],
-        retries=p["retries"],
-        ca_file=p["ca_file"],
-    )
-    # Before asking upstream (seconds for a long catalog) a watcher polling the progress file
-    # must not take an earlier run's "finished" for this one; a run in flight keeps its file.
-    # While it plans (asking upstream about a long catalog), the marker is kept fresh: a
-    # watcher takes a progress file that stops changing for a dead job.
-    heartbeat = None
-    if (
-        p["progress_file"]
-        and not module.check_mode
-        and not download_progress.in_flight(p["progress_file"])
-    ):
-        heartbeat = download_progress.Heartbeat(p["progress_file"]).start()
-
-    def fail(**result) -> None:
-        if heartbeat is not None:  # our own marker: say this run is over, so the watcher stops
-            heartbeat.stop()
-            download_progress.mark(p["progress_file"], finished=True, errors=len(result["errors"]))
+    failed, result = run_task(module.params, module.check_mode)
+    if failed:
         module.fail_json(**result)
-
-    try:
-        plan = make_plan(entries, p["forge_dir"], settings)
-        mismatches = check_declared_families(plan)
-        if mismatches:
-            fail(
-                msg=f"{len(mismatches)} catalog mismatch(es), nothing downloaded: "
-                + " | ".join(mismatches),
-                errors=mismatches,
-                files=[],
-                bytes_to_fetch=0,
-            )
-        if module.check_mode and p["hash_changed"]:
-            settle_by_hashing(plan, p["forge_dir"])  # read-only; the real run hashes alike
-        to_fetch = sum(item.get("bytes_to_fetch", 0) for item in plan)
-        check_disk(plan, p["forge_dir"])  # a read-only probe: check mode fails alike
-        if module.check_mode:
-            files = [{k: item.get(k) for k in PLAN_KEYS} for item in plan]
-            changes = describe_changes(plan)
-            module.exit_json(
-                changed=bool(changes),
-                msg="; ".join(changes) or "every model is in place",
-                changes=changes,
-                files=files,
-                bytes_to_fetch=to_fetch,
-                totals=totals(files, to_fetch),
-            )
-        if heartbeat is not None:
-            heartbeat.stop()  # the download's own writer takes over at once
-        outcome = execute(plan, p["forge_dir"], settings)
-    except DownloadError as error:
-        fail(msg=str(error), errors=[str(error)], files=[], bytes_to_fetch=0)
-    except Exception as error:  # a bug: still a failed task, and fail_json masks the secrets
-        message = f"unexpected {type(error).__name__} while handling the models: {error}"
-        fail(msg=message, errors=[message], files=[], bytes_to_fetch=0)
-    if outcome["errors"]:
-        module.fail_json(
-            msg=f"{len(outcome['errors'])} model download(s) failed: "
-            + " | ".join(outcome["errors"]),
-            errors=outcome["errors"],
-            files=outcome["files"],
-            bytes_to_fetch=to_fetch,
-            totals=totals(outcome["files"], to_fetch),
-            changed=outcome["changed"],
-        )
-    module.exit_json(
-        changed=outcome["changed"],
-        files=outcome["files"],
-        bytes_to_fetch=to_fetch,
-        totals=totals(outcome["files"], to_fetch),
-    )
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
