@@ -11,7 +11,7 @@ import pytest
 from lab import podman
 from lab.paths import REPO_ROOT
 from lab.vms import Lab
-from tests.conftest import _free_port_block
+from tests.harness.lab import free_port_block
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -35,7 +35,7 @@ def test_site_converges_two_vms_with_stand_ins_and_reruns_with_no_change():
     name = "t-lab-site"
     lab = Lab(name=name)
     lab.down()
-    port = _free_port_block(2)
+    port = free_port_block(2)
     try:
         rc, recap, output = site(name, port)
         assert rc == 0, output[-4000:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -22,28 +21,8 @@ from forge_fleet.http_download import (
     retry_after_seconds,
 )
 from tests.doubles.model_hub import ModelHub
-from tests.fixtures import models as m
-
-TOKEN = "hf_secret_token_for_tests_0123456789"
-KEY = "civitai-secret-key-0123456789abcdef"
-
-
-def real_model(path, data_bytes: int, seed: int = 1):
-    """A valid safetensors file whose data section is real (random) bytes."""
-    head, _ = m.header_bytes({"w": ([data_bytes], "U8")})
-    rng = hashlib.sha256(str(seed).encode()).digest()
-    block = (rng * (65536 // len(rng) + 1))[:65536]
-    with open(path, "wb") as handle:
-        handle.write(head)
-        remaining = data_bytes
-        while remaining:
-            handle.write(block[: min(remaining, len(block))])
-            remaining -= min(remaining, len(block))
-    return path
-
-
-def sha(path) -> str:
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+from tests.fixtures.credentials import KEY, TOKEN
+from tests.fixtures.models import real_model, sha
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from forge_fleet.http_download import (
     public_url,
 )
 from tests.doubles.model_hub import ModelHub
-from tests.unit.test_http_download import real_model, sha
+from tests.fixtures.models import real_model, sha
 
 LABEL = "models_catalog[0] (edge)"
 TARGET = "models/Stable-diffusion/m.safetensors"

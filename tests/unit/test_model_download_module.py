@@ -9,18 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from forge_fleet.http_download import human_bytes
-from lab.paths import REPO_ROOT
 from lab.tls import CA_CERT, issue_server_cert
 from tests.doubles.model_hub import ModelHub
-from tests.unit.test_http_download import KEY, TOKEN, real_model
+from tests.fixtures.credentials import KEY, TOKEN
+from tests.fixtures.models import real_model
+from tests.harness.playbook import run_local_playbook
 
 MIRROR_SECRET = "mirror-header-secret-0123456789"
 
@@ -144,41 +143,6 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
     ]
 
 
-def run_playbook(tmp_path: Path, book: list[dict]) -> subprocess.CompletedProcess:
-    path = tmp_path / "play.yml"
-    path.write_text(yaml.safe_dump(book))
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-        "ANSIBLE_MODULE_UTILS": str(REPO_ROOT / "module_utils"),
-        "NO_COLOR": "1",
-    }
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-vvv"]
-    command += ["-M", str(REPO_ROOT / "library"), "-i", "localhost,", "-c", "local"]
-    command += ["-e", f"ansible_python_interpreter={sys.executable}", str(path)]
-    return subprocess.run(
-        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
-    )
-
-
-def run_task(tmp_path: Path, task: dict, play_vars: dict | None = None) -> tuple[str, dict]:
-    """One module task (ignore_errors) at -vvv on localhost: the whole output and its result."""
-    task = {**task, "register": "outcome", "ignore_errors": True}
-    save = {
-        "name": "Save the result",
-        "ansible.builtin.copy": {
-            "content": "{{ outcome | to_json }}",
-            "dest": str(tmp_path / "result.json"),
-            "mode": "0600",
-        },
-    }
-    play = {"hosts": "localhost", "gather_facts": False, "tasks": [task, save]}
-    done = run_playbook(tmp_path, [{**play, "vars": play_vars or {}}])
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-3000:]
-    return output, json.loads((tmp_path / "result.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("module")
@@ -195,12 +159,12 @@ def runs(tmp_path_factory):
         hub.add_civitai_version(
             43, 5, real_model(tmp_path / "m", 3000, seed=4), name="m.safetensors", restricted=True
         )
-        done = run_playbook(tmp_path, play(tmp_path, hub, forge))
-        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        done = run_local_playbook(tmp_path, play(tmp_path, hub, forge))
+        assert done.ok, done.explain()
         results = json.loads((tmp_path / "results.json").read_text())
         return {
             **results,
-            "output": done.stdout + done.stderr,
+            "output": done.stdout,
             "forge": forge,
             "ae": ae,
             "progress": (tmp_path / "progress.json").read_text(),
