@@ -25,6 +25,15 @@ def lab(request: pytest.FixtureRequest) -> Iterator[LabHandle]:
         yield handle
 
 
+@pytest.fixture(scope="module")
+def fresh_vm(request: pytest.FixtureRequest) -> Iterator[LabHandle]:
+    """One fresh VM shared by the tests of a module that need a host nothing ran on yet but
+    change nothing on it (check mode, input refused, a failure before any change): each of
+    them asserts it changed nothing. A test that does change it comes last in its module."""
+    with lab_vms(f"{_lab_name(request)[:24]}-f", 1, _free_port_block(1)) as handle:
+        yield handle
+
+
 @pytest.fixture
 def make_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., LabHandle]]:
     """Factory for fresh VMs owned by one test: make_lab(count=1, gpu=["a100"])."""

@@ -349,8 +349,8 @@ def test_bad_catalog_stops_on_the_controller_before_touching_hosts(lab, hub):
     assert all(result.stats[h]["changed"] == 0 for h in lab.hosts if h in result.stats)
 
 
-def test_check_mode_on_a_fresh_vm_plans_and_changes_nothing(make_lab, hub):
-    fresh = make_lab()
+def test_check_mode_on_a_fresh_vm_plans_and_changes_nothing(fresh_vm, hub):
+    fresh = fresh_vm
     result = models_run(fresh, hub, check=True)
     assert result.ok, result.explain()
     plan = result.task("Plan the downloads and check disk space and base models", fresh.hosts[0])
@@ -363,8 +363,8 @@ def test_check_mode_on_a_fresh_vm_plans_and_changes_nothing(make_lab, hub):
     )
 
 
-def test_progress_is_shown_per_host_while_downloading(make_lab, hub):
-    fresh = make_lab()
+def test_progress_is_shown_per_host_while_downloading(fresh_vm, hub):
+    fresh = fresh_vm  # the same fresh VM: the check above changed nothing, this comes last
     hub.state.bytes_per_second = 1_000_000
     try:
         result = models_run(fresh, hub, catalog=CATALOG[:1])
