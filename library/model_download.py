@@ -140,6 +140,13 @@ files:
       size: 335304388
       sha256: afc8e28272cd15db3919bacdb6918ce9c1ed22e96cb12c4d5ed0fba823529e38
       action: downloaded
+declared:
+  description: >-
+    What the catalog declares each file to be (path, kind, family), as M(model_compat) takes
+    it in O(model_compat#module:files).
+  type: list
+  elements: dict
+  returned: success
 changes:
   description: In check mode, one line per file a real run would download or repair.
   type: list

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, TypedDict
 
 from .catalog import find_duplicate_destinations
 from .download_http import DownloadError, Settings
@@ -60,9 +60,59 @@ def sha256_file(path: str, buffer_bytes: int = 4 * 1024 * 1024) -> str:
 # -- planning -----------------------------------------------------------------------------
 
 
-def make_plan(
-    entries: list[dict[str, Any]], forge_dir: str, settings: Settings
-) -> list[dict[str, Any]]:
+class PlanItem(TypedDict, total=False):
+    """One catalog entry's line in the plan, the only shape a plan item has: built by
+    ``resolve`` (fresh from upstream) or by ``make_plan`` (known from the manifest), carried
+    out by ``execute``, shown through ``public`` and ``declaration``."""
+
+    label: str  # models_catalog[3] (owner/repo/file): names the entry in every message
+    destination: str  # relative to the Forge checkout: models/Lora/x.safetensors
+    kind: str  # vocabulary.KIND_DIRS
+    action: str  # present | verify | download | repair
+    bytes_to_fetch: int
+    sha256: str | None  # expected (upstream or catalog); None when nobody says
+    size: int | None  # exact, when upstream announces it
+    size_estimate: int | None  # CivitAI's sizeKB
+    base_model: str | None  # CivitAI's baseModel
+    declared_family: str | None  # the catalog's base_model
+    entry_key: str  # identity of the catalog entry (manifest)
+    filename: str
+    revision: str | None
+    # Secrets and signatures: never in a result, a message or the progress file.
+    url: str
+    auth: str | None
+    headers: dict[str, str]
+    renew: str | None
+
+
+# What a result may show of a plan item (no URL, token or header).
+PUBLIC_KEYS = (
+    "label",
+    "destination",
+    "kind",
+    "action",
+    "bytes_to_fetch",
+    "sha256",
+    "size",
+    "base_model",
+    "declared_family",
+)
+
+
+def public(item: PlanItem) -> dict[str, Any]:
+    return {key: item.get(key) for key in PUBLIC_KEYS}
+
+
+def declaration(forge_dir: str, item: PlanItem) -> dict[str, Any]:
+    """What the catalog declares a file to be, as the compatibility check takes it."""
+    return {
+        "path": os.path.join(forge_dir, item["destination"]),
+        "kind": item.get("kind"),
+        "family": item.get("declared_family") or None,
+    }
+
+
+def make_plan(entries: list[dict[str, Any]], forge_dir: str, settings: Settings) -> list[PlanItem]:
     """What each entry needs: present (nothing), verify, download or repair.
 
     A file recorded in the manifest for the same catalog entry, with the same size and mtime,
@@ -73,7 +123,7 @@ def make_plan(
     """
     manifest = load_manifest(forge_dir)
     recorded = {v.get("entry_key"): (k, v) for k, v in manifest.items()}
-    plan: list[dict[str, Any]] = []
+    plan: list[PlanItem] = []
     for entry in entries:
         known = recorded.get(entry_key(entry))
         if known and not settings.verify:
@@ -118,7 +168,7 @@ def make_plan(
     return plan
 
 
-def _bytes_to_fetch(item: dict[str, Any], path: str) -> int:
+def _bytes_to_fetch(item: PlanItem, path: str) -> int:
     """What a download or repair still has to fetch: the size less a ``.partial`` it resumes."""
     if item["action"] not in ("download", "repair"):
         return 0
@@ -127,7 +177,7 @@ def _bytes_to_fetch(item: dict[str, Any], path: str) -> int:
     return max(expected - (partial[0] if partial else 0), 0)
 
 
-def settle_by_hashing(plan: list[dict[str, Any]], forge_dir: str) -> None:
+def settle_by_hashing(plan: list[PlanItem], forge_dir: str) -> None:
     """Hash what only hashing can judge, as the real run will: a ``verify`` item whose
     expected sha256 is known becomes a ``repair`` when the file's bytes differ (a file
     replaced by another of the same size), so a dry run reports it as a change."""
@@ -148,7 +198,7 @@ def human_bytes(count: float) -> str:
     return ""  # not reached
 
 
-def describe_changes(plan: list[dict[str, Any]]) -> list[str]:
+def describe_changes(plan: list[PlanItem]) -> list[str]:
     """One line per file a real run would change: ``repair models/Lora/x.safetensors (2.0 MiB
     to fetch)``; no secrets (destinations and sizes only). A URL whose server announces no
     size says so rather than a made-up figure."""
@@ -166,7 +216,7 @@ def describe_changes(plan: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def check_declared_families(plan: list[dict[str, Any]]) -> list[str]:
+def check_declared_families(plan: list[PlanItem]) -> list[str]:
     """Problems where a CivitAI add-on's baseModel fits none of the catalog's checkpoints.
 
     Uses what the catalog and CivitAI declare (entries' base_model, CivitAI baseModel), so it
@@ -196,7 +246,7 @@ def check_declared_families(plan: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def check_disk(plan: list[dict[str, Any]], forge_dir: str) -> None:
+def check_disk(plan: list[PlanItem], forge_dir: str) -> None:
     """Fail before any byte moves when the downloads still to do do not fit."""
     needed = sum(p.get("bytes_to_fetch", 0) for p in plan)
     probe = forge_dir

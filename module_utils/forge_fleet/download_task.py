@@ -16,6 +16,7 @@ from typing import Any
 
 from . import download_progress
 from .catalog import CatalogError, normalize_catalog
+from .download_plan import declaration, public
 from .http_download import (
     DownloadError,
     Settings,
@@ -25,19 +26,6 @@ from .http_download import (
     execute,
     make_plan,
     settle_by_hashing,
-)
-
-# What a plan item shows in a check-mode result (no URL: it may carry a signature).
-PLAN_KEYS = (
-    "label",
-    "destination",
-    "kind",
-    "action",
-    "bytes_to_fetch",
-    "sha256",
-    "size",
-    "base_model",
-    "declared_family",
 )
 
 
@@ -121,13 +109,14 @@ def _plan_and_run(
     to_fetch = sum(item.get("bytes_to_fetch", 0) for item in plan)
     check_disk(plan, forge_dir)  # a read-only probe: check mode fails alike
     if check_mode:
-        files = [{k: item.get(k) for k in PLAN_KEYS} for item in plan]
+        files = [public(item) for item in plan]
         changes = describe_changes(plan)
         return False, {
             "changed": bool(changes),
             "msg": "; ".join(changes) or "every model is in place",
             "changes": changes,
             "files": files,
+            "declared": [declaration(forge_dir, item) for item in plan],
             "bytes_to_fetch": to_fetch,
             "totals": totals(files, to_fetch),
         }
@@ -137,6 +126,7 @@ def _plan_and_run(
     result = {
         "changed": outcome["changed"],
         "files": outcome["files"],
+        "declared": [declaration(forge_dir, item) for item in plan],
         "bytes_to_fetch": to_fetch,
         "totals": totals(outcome["files"], to_fetch),
     }

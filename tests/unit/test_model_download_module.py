@@ -288,3 +288,15 @@ def test_a_bad_catalog_fails_naming_every_problem_and_touches_nothing(runs):
     assert "unknown key 'colour'" in result["msg"]
     assert "url must start with https://" in result["msg"]
     assert not runs["bad_dir"].exists()
+
+
+def test_the_result_declares_each_file_for_the_compatibility_check(runs):
+    """The models role hands ``declared`` to model_compat as it is (no Jinja rebuilds it)."""
+    forge = str(runs["forge"])
+    expected = [
+        {"path": f"{forge}/models/VAE/ae.safetensors", "kind": "vae", "family": None},
+        {"path": f"{forge}/models/Lora/style.safetensors", "kind": "lora", "family": None},
+        {"path": f"{forge}/models/Lora/mirror.safetensors", "kind": "lora", "family": None},
+    ]
+    assert runs["check"]["declared"] == expected
+    assert runs["download"]["declared"] == expected
