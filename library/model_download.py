@@ -25,7 +25,7 @@ description:
     the free disk space is checked; the result says what would be downloaded or repaired and
     how many bytes, and nothing on disk changes. C(changed) is true when a file would be
     downloaded or repaired; a file whose size or mtime changed but whose size is still right
-    is reported as C(verify) (only hashing it can tell).
+    is hashed (O(hash_changed)) and reported as C(repair) when its bytes are wrong.
   - Values of catalog C(headers) (e.g. a private mirror's Authorization) are masked like the
     token options: in the result, its invocation and the host's journal.
 options:
@@ -85,6 +85,15 @@ options:
   ca_file:
     description: CA bundle to trust instead of the system store.
     type: path
+  hash_changed:
+    description:
+      - In check mode, hash the files whose size or mtime changed since they were recorded
+        (the real run hashes them too), so a file replaced by another of the same size shows
+        as a C(repair) and C(changed) rather than C(verify).
+      - Turn it off for a plan that always runs in check mode ahead of a real download,
+        which hashes them itself.
+    type: bool
+    default: true
 author: Forge Fleet
 """
 
@@ -131,6 +140,19 @@ files:
       size: 335304388
       sha256: afc8e28272cd15db3919bacdb6918ce9c1ed22e96cb12c4d5ed0fba823529e38
       action: downloaded
+declared:
+  description: >-
+    What the catalog declares each file to be (path, kind, family), as M(model_compat) takes
+    it in O(model_compat#module:files).
+  type: list
+  elements: dict
+  returned: success
+changes:
+  description: In check mode, one line per file a real run would download or repair.
+  type: list
+  elements: str
+  returned: check mode
+  sample: ["repair models/Lora/detail.safetensors (144.0 MiB to fetch)"]
 bytes_to_fetch:
   description: Bytes still to download (check mode and real runs alike).
   type: int
@@ -149,57 +171,8 @@ errors:
   returned: on failure
 """
 
-import json
-
-from ansible.module_utils.forge_fleet.catalog import CatalogError, normalize_catalog
 from ansible.module_utils.forge_fleet.catalog_module import CatalogModule
-from ansible.module_utils.forge_fleet.http_download import (
-    DownloadError,
-    Progress,
-    Settings,
-    check_declared_families,
-    check_disk,
-    execute,
-    make_plan,
-)
-
-
-def totals(files: list[dict], to_fetch: int) -> dict:
-    counts: dict = {"files": len(files), "bytes_to_fetch": to_fetch}
-    for item in files:
-        counts[item["action"]] = counts.get(item["action"], 0) + 1
-    counts["bytes"] = sum(item.get("size") or 0 for item in files)
-    return counts
-
-
-def progress_in_flight(path: str) -> bool:
-    """An unfinished progress file: another run is writing it (its lock will refuse us)."""
-    try:
-        with open(path) as handle:
-            return json.load(handle).get("finished") is False
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def mark_progress(path: str, finished: bool, errors: int = 0) -> None:
-    progress = Progress(path, 0)
-    progress.finished = finished
-    if finished:
-        progress.result = {"errors": errors, "files": 0}
-    progress.write()
-
-
-PLAN_KEYS = (
-    "label",
-    "destination",
-    "kind",
-    "action",
-    "bytes_to_fetch",
-    "sha256",
-    "size",
-    "base_model",
-    "declared_family",
-)
+from ansible.module_utils.forge_fleet.download_task import run_task
 
 
 def main() -> None:
@@ -218,87 +191,14 @@ def main() -> None:
             "progress_file": {"type": "path"},
             "retries": {"type": "int", "default": 5},
             "ca_file": {"type": "path"},
+            "hash_changed": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
-    p = module.params
-    try:
-        entries = normalize_catalog(p["catalog"], p["bundles"])
-    except CatalogError as error:
-        module.fail_json(
-            msg=f"The model catalog has {len(error.problems)} problem(s), nothing downloaded: "
-            + " | ".join(error.problems),
-            errors=error.problems,
-            files=[],
-            bytes_to_fetch=0,
-        )
-    settings = Settings(
-        hf_endpoint=p["huggingface_endpoint"],
-        civitai_endpoint=p["civitai_endpoint"],
-        hf_token=p["huggingface_token"],
-        civitai_key=p["civitai_api_key"],
-        connections=p["connections_per_file"],
-        parallel_files=p["parallel_files"],
-        verify=p["verify"],
-        progress_file=p["progress_file"],
-        retries=p["retries"],
-        ca_file=p["ca_file"],
-    )
-    # Before asking upstream (seconds for a long catalog) a watcher polling the progress file
-    # must not take an earlier run's "finished" for this one; a run in flight keeps its file.
-    marked = False
-    if p["progress_file"] and not module.check_mode and not progress_in_flight(p["progress_file"]):
-        mark_progress(p["progress_file"], finished=False)
-        marked = True
-
-    def fail(**result) -> None:
-        if marked:  # our own marker: say this run is over, so the watcher stops waiting
-            mark_progress(p["progress_file"], finished=True, errors=len(result["errors"]))
+    failed, result = run_task(module.params, module.check_mode)
+    if failed:
         module.fail_json(**result)
-
-    try:
-        plan = make_plan(entries, p["forge_dir"], settings)
-        mismatches = check_declared_families(plan)
-        if mismatches:
-            fail(
-                msg=f"{len(mismatches)} catalog mismatch(es), nothing downloaded: "
-                + " | ".join(mismatches),
-                errors=mismatches,
-                files=[],
-                bytes_to_fetch=0,
-            )
-        to_fetch = sum(item.get("bytes_to_fetch", 0) for item in plan)
-        check_disk(plan, p["forge_dir"])  # a read-only probe: check mode fails alike
-        if module.check_mode:
-            files = [{k: item.get(k) for k in PLAN_KEYS} for item in plan]
-            module.exit_json(
-                changed=any(item["action"] in ("download", "repair") for item in plan),
-                files=files,
-                bytes_to_fetch=to_fetch,
-                totals=totals(files, to_fetch),
-            )
-        outcome = execute(plan, p["forge_dir"], settings)
-    except DownloadError as error:
-        fail(msg=str(error), errors=[str(error)], files=[], bytes_to_fetch=0)
-    except Exception as error:  # a bug: still a failed task, and fail_json masks the secrets
-        message = f"unexpected {type(error).__name__} while handling the models: {error}"
-        fail(msg=message, errors=[message], files=[], bytes_to_fetch=0)
-    if outcome["errors"]:
-        module.fail_json(
-            msg=f"{len(outcome['errors'])} model download(s) failed: "
-            + " | ".join(outcome["errors"]),
-            errors=outcome["errors"],
-            files=outcome["files"],
-            bytes_to_fetch=to_fetch,
-            totals=totals(outcome["files"], to_fetch),
-            changed=outcome["changed"],
-        )
-    module.exit_json(
-        changed=outcome["changed"],
-        files=outcome["files"],
-        bytes_to_fetch=to_fetch,
-        totals=totals(outcome["files"], to_fetch),
-    )
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,41 @@
 #!/usr/bin/python
-"""Ansible module: read the progress file model_download writes (read-only)."""
+"""Ansible module: watch the progress file model_download writes (read-only)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: model_download_progress
-short_description: Read the progress of a model_download running in the background
+short_description: Watch a model_download running in the background, and notice when it died
 description:
-  - Reads the JSON progress file that M(model_download) rewrites every few seconds and returns
-    bytes done, total, rate and ETA, and whether the download has finished.
+  - Reads the JSON progress file that M(model_download) rewrites every couple of seconds and
+    returns bytes done, total, rate and ETA, and whether the download has finished.
+  - Fails, naming the host, the files in hand and what to do, when the download will never
+    finish - its async job's status file (O(job_id)) says the job ended, its process is gone,
+    or the progress file was not updated for O(stale_after) seconds (the OOM killer,
+    C(kill -9), a VM restart) - so the play does not wait for the job's whole time limit.
+    The next run resumes from the C(.partial) files.
   - Meant for an C(until) loop after an C(async) M(model_download); the C(forge_progress)
-    callback prints one line per host on every retry.
+    callback prints one line per host on every retry instead of Ansible's retry line.
 options:
   path:
     description: The progress file.
     type: path
     required: true
+  job_id:
+    description: The C(ansible_job_id) of the async M(model_download) job.
+    type: str
+  async_dir:
+    description: Where Ansible keeps async job status files for the user running the job.
+    type: path
+    default: ~/.ansible_async
+  stale_after:
+    description: Seconds without a progress update after which the download counts as dead.
+    type: int
+    default: 60
+  host:
+    description: The host's name in failure messages (the inventory name).
+    type: str
 author: Forge Fleet
 """
 
@@ -24,15 +43,17 @@ EXAMPLES = r"""
 - name: Wait for the downloads, showing progress
   model_download_progress:
     path: /var/tmp/forge-fleet-models-progress.json
+    job_id: "{{ download_job.ansible_job_id }}"
+    host: "{{ inventory_hostname }}"
   register: progress
-  until: progress.finished
-  retries: 1440
+  until: progress is failed or progress.finished
+  retries: 2880
   delay: 15
 """
 
 RETURN = r"""
 finished:
-  description: The download run has ended (successfully or not).
+  description: The download run has ended (successfully or not) and said so.
   type: bool
   returned: always
 progress:
@@ -45,40 +66,31 @@ progress_line:
   returned: always
 """
 
-import json
+import os
+import socket
 
 from ansible.module_utils.basic import AnsibleModule
-
-
-def human(progress: dict) -> str:
-    done = progress.get("bytes_done") or 0
-    total = progress.get("bytes_total") or 0
-    rate = progress.get("rate_bytes_per_s") or 0
-    eta = progress.get("eta_s")
-    files = progress.get("files") or []
-    finished_files = sum(1 for f in files if f.get("state") == "done")
-    eta_text = f"ETA {int(eta) // 60}m{int(eta) % 60:02d}s" if eta is not None else "ETA -"
-    return (
-        f"{done / 1024**3:.1f}/{total / 1024**3:.1f} GiB, {rate / 1024**2:.1f} MiB/s, "
-        f"{eta_text}, {finished_files}/{len(files)} files"
-    )
+from ansible.module_utils.forge_fleet.download_progress import watch
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={"path": {"type": "path", "required": True}}, supports_check_mode=True
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "job_id": {"type": "str"},
+            "async_dir": {"type": "path", "default": "~/.ansible_async"},
+            "stale_after": {"type": "int", "default": 60},
+            "host": {"type": "str"},
+        },
+        supports_check_mode=True,
     )
-    try:
-        with open(module.params["path"]) as handle:
-            progress = json.load(handle)
-    except (OSError, ValueError):
-        module.exit_json(changed=False, finished=False, progress={}, progress_line="starting")
-    module.exit_json(
-        changed=False,
-        finished=bool(progress.get("finished")),
-        progress=progress,
-        progress_line=human(progress),
-    )
+    p = module.params
+    job_file = os.path.join(p["async_dir"], p["job_id"]) if p["job_id"] else None
+    seen = watch(p["path"], job_file, p["stale_after"], p["host"] or socket.gethostname())
+    dead = seen.pop("dead")
+    if dead:
+        module.fail_json(msg=dead, **seen)
+    module.exit_json(changed=False, **seen)
 
 
 if __name__ == "__main__":

@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import itertools
 import re
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 import pytest
 
 from tests.harness.lab import LabHandle, lab_vms
-
-# Test labs live on ports 51001+ so they never collide with the operator's lab (50001+);
-# each lab takes the first block of free ports, so concurrent test runs do not collide.
-_FIRST_TEST_PORT = 51001
-_BLOCK = 10
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port_block(count: int) -> int:
-    for base in range(_FIRST_TEST_PORT, 52000, _BLOCK):
-        if all(_port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of test ports between 51001 and 52000")
+from tests.harness.lab import free_port_block as _free_port_block  # the old name still imports
 
 
 def _lab_name(request: pytest.FixtureRequest) -> str:
@@ -43,6 +22,15 @@ def _lab_name(request: pytest.FixtureRequest) -> str:
 def lab(request: pytest.FixtureRequest) -> Iterator[LabHandle]:
     """Two fresh lab VMs shared by the tests of one module."""
     with lab_vms(_lab_name(request), 2, _free_port_block(2)) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def fresh_vm(request: pytest.FixtureRequest) -> Iterator[LabHandle]:
+    """One fresh VM shared by the tests of a module that need a host nothing ran on yet but
+    change nothing on it (check mode, input refused, a failure before any change): each of
+    them asserts it changed nothing. A test that does change it comes last in its module."""
+    with lab_vms(f"{_lab_name(request)[:24]}-f", 1, _free_port_block(1)) as handle:
         yield handle
 
 

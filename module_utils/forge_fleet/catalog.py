@@ -19,17 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# Forge's folder for each kind of file (relative to the Forge checkout).
-KIND_DIRS: dict[str, str] = {
-    "checkpoint": "models/Stable-diffusion",
-    "diffusion_model": "models/Stable-diffusion",
-    "vae": "models/VAE",
-    "text_encoder": "models/text_encoder",
-    "lora": "models/Lora",
-    "embedding": "embeddings",
-    "controlnet": "models/ControlNet",
-    "upscaler": "models/ESRGAN",
-}
+from .vocabulary import FAMILIES, KIND_DIRS
 
 # CivitAI `model.type` -> kind, for entries that do not declare one.
 CIVITAI_TYPE_KINDS: dict[str, str] = {
@@ -105,7 +95,6 @@ BUNDLES: dict[str, list[dict[str, Any]]] = {
     ],
 }
 
-FAMILIES = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux_dev", "flux_schnell")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+ ()-]*$")
 

@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 from .model_inspect import family_from_declared, inspect_paths
+from .vocabulary import folder_kinds
 
 MODEL_ROLES = ("checkpoint", "diffusion_model")
 ADD_ON_ROLES = ("lora", "embedding", "controlnet")
@@ -30,15 +31,8 @@ REQUIRED_PARTS = {
     "flux_dev": ("vae", "clip_l", "t5xxl"),
     "flux_schnell": ("vae", "clip_l", "t5xxl"),
 }
-# Forge folders (relative to the checkout) and the roles they may hold.
-FOLDER_ROLES = {
-    "models/Stable-diffusion": ("checkpoint", "diffusion_model"),
-    "models/VAE": ("vae",),
-    "models/text_encoder": ("text_encoder",),
-    "models/Lora": ("lora",),
-    "embeddings": ("embedding",),
-    "models/ControlNet": ("controlnet",),
-}
+# Forge folders (relative to the checkout) and the kinds they hold (vocabulary.KIND_DIRS).
+FOLDER_ROLES = folder_kinds()
 KIND_ROLES = {
     "checkpoint": ("checkpoint", "diffusion_model"),
     "diffusion_model": ("diffusion_model", "checkpoint"),
@@ -47,6 +41,7 @@ KIND_ROLES = {
     "lora": ("lora",),
     "embedding": ("embedding",),
     "controlnet": ("controlnet",),
+    "upscaler": ("upscaler",),
 }
 
 

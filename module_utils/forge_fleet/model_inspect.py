@@ -22,8 +22,8 @@ from typing import Any
 from .model_gguf import read_gguf
 from .pickle_scan import scan_file
 from .safetensors_header import Header, HeaderError, integrity, looks_like_safetensors, read_header
+from .vocabulary import FAMILIES
 
-FAMILIES = ("sd1", "sd2", "sdxl", "sdxl_refiner", "sd3", "flux_dev", "flux_schnell")
 FLUX = ("flux_dev", "flux_schnell")
 LATENT4 = ("sd1", "sd2", "sdxl", "sdxl_refiner")
 LATENT16 = ("sd3", "flux_dev", "flux_schnell")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,6 +11,27 @@ from pathlib import Path
 
 from lab import podman
 from lab.vms import Lab, set_gpu_scenario
+
+# Test labs live on ports 51001+ so they never collide with the operator's lab (50001+);
+# each lab takes the first block of free ports, so concurrent test runs do not collide.
+_FIRST_TEST_PORT = 51001
+_BLOCK = 10
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(count: int) -> int:
+    for base in range(_FIRST_TEST_PORT, 52000, _BLOCK):
+        if all(port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free block of test ports between 51001 and 52000")
 
 
 @dataclass(frozen=True)

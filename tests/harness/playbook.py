@@ -4,17 +4,24 @@ result = run_playbook("site.yml", lab.inventory)
 assert result.ok
 assert result.stats["forge-test-1"]["changed"] == 0
 assert result.task("Install the packages Forge needs", "forge-test-1").changed
+
+A module task on this machine, as a play on localhost at -vvv (module unit tests):
+
+output, outcome = run_task(tmp_path, {"model_catalog": {...}})
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import yaml
 
 from lab.paths import REPO_ROOT
 
@@ -87,8 +94,8 @@ class PlaybookResult:
 
 
 def run_playbook(
-    playbook: str,
-    inventory: Path | str,
+    playbook: str | Path,
+    inventory: Path | str | dict[str, Any],
     *,
     extravars: dict[str, Any] | None = None,
     check: bool = False,
@@ -98,7 +105,8 @@ def run_playbook(
     verbosity: int = 0,
     envvars: dict[str, str] | None = None,
 ) -> PlaybookResult:
-    """Run ``playbook`` (relative to the repository root) as an operator would."""
+    """Run ``playbook`` (relative to the repository root, or absolute) as an operator would;
+    ``inventory`` is a file or an inventory as a dict (``LOCALHOST``)."""
     cmdline = []
     if check:
         cmdline.append("--check")
@@ -109,7 +117,7 @@ def run_playbook(
             private_data_dir=private_data_dir,
             project_dir=str(REPO_ROOT),
             playbook=str(REPO_ROOT / playbook),
-            inventory=str(inventory),
+            inventory=inventory if isinstance(inventory, dict) else str(inventory),
             extravars=extravars or {},
             tags=tags,
             limit=limit,
@@ -119,6 +127,9 @@ def run_playbook(
                 "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
                 # ansible-runner puts its own callback folder in this variable; keep ours too
                 "ANSIBLE_CALLBACK_PLUGINS": str(REPO_ROOT / "plugins" / "callback"),
+                # ansible-runner's own stdout callback builds on the one named here (not on
+                # ansible.cfg's), so the output is what an operator sees
+                "ANSIBLE_STDOUT_CALLBACK": "forge_progress",
                 "ANSIBLE_FORCE_COLOR": "false",
                 "ANSIBLE_NOCOLOR": "true",
                 "PATH": os.environ["PATH"],
@@ -155,3 +166,43 @@ def _host_stats(raw: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     counters = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
     hosts = {h for counter in counters for h in raw.get(counter, {})}
     return {h: {c: raw.get(c, {}).get(h, 0) for c in counters} for h in hosts}
+
+
+# This machine as the only host, run with the test's own Python (modules import its packages).
+LOCALHOST: dict[str, Any] = {
+    "all": {
+        "hosts": {
+            "localhost": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+            }
+        }
+    }
+}
+
+
+def run_local_playbook(workdir: Path, plays: list[dict[str, Any]]) -> PlaybookResult:
+    """``plays`` written to ``workdir/play.yml`` and run on localhost at -vvv (the level where
+    a leaked secret would show), through the same ``run_playbook``."""
+    path = Path(workdir) / "play.yml"
+    path.write_text(yaml.safe_dump(plays))
+    return run_playbook(path, LOCALHOST, verbosity=3)
+
+
+def run_task(
+    workdir: Path, task: dict[str, Any], play_vars: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """One module task (ignore_errors) on localhost at -vvv: the whole output and its result."""
+    task = {**task, "register": "outcome", "ignore_errors": True}
+    save = {
+        "name": "Save the result",
+        "ansible.builtin.copy": {
+            "content": "{{ outcome | to_json }}",
+            "dest": str(Path(workdir) / "result.json"),
+            "mode": "0600",
+        },
+    }
+    play = {"hosts": "localhost", "gather_facts": False, "vars": play_vars or {}}
+    done = run_local_playbook(workdir, [{**play, "tasks": [task, save]}])
+    assert done.ok, done.explain()
+    return done.stdout, json.loads((Path(workdir) / "result.json").read_text())

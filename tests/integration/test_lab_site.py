@@ -11,7 +11,7 @@ import pytest
 from lab import podman
 from lab.paths import REPO_ROOT
 from lab.vms import Lab
-from tests.conftest import _free_port_block
+from tests.harness.lab import free_port_block
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -19,9 +19,9 @@ FORGE = "/home/azureuser/stable-diffusion-webui-forge"
 RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def site(name: str, port: int) -> tuple[int, dict[str, tuple[int, int, int]], str]:
+def site(name: str, port: int, *args: str) -> tuple[int, dict[str, tuple[int, int, int]], str]:
     done = subprocess.run(
-        [sys.executable, "-m", "lab", "--lab", name, "--base-port", str(port), "site"],
+        [sys.executable, "-m", "lab", "--lab", name, "--base-port", str(port), "site", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -35,11 +35,12 @@ def test_site_converges_two_vms_with_stand_ins_and_reruns_with_no_change():
     name = "t-lab-site"
     lab = Lab(name=name)
     lab.down()
-    port = _free_port_block(2)
+    port = free_port_block(2)
     try:
         rc, recap, output = site(name, port)
         assert rc == 0, output[-4000:]
-        assert sorted(recap) == [f"{name}-1", f"{name}-2"]
+        vms = [lab.vm_name(1), lab.vm_name(2)]  # FORGE_LAB_PREFIX may prefix the names
+        assert sorted(recap) == vms
         assert all(changed > 0 and failed == 0 for changed, _, failed in recap.values())
         for host in recap:  # the demo catalog landed through the stand-ins
             listing = podman.exec_in(
@@ -49,7 +50,13 @@ def test_site_converges_two_vms_with_stand_ins_and_reruns_with_no_change():
             assert "tiny-sd15.safetensors" in listing
         rc, recap, output = site(name, port)
         assert rc == 0, output[-4000:]
-        assert recap == {f"{name}-1": (0, 0, 0), f"{name}-2": (0, 0, 0)}
+        assert recap == dict.fromkeys(vms, (0, 0, 0))
+        # ansible-playbook arguments after `site` reach it as given (and --check is honest)
+        rc, recap, output = site(name, port, "--check", "-e", "models_poll_interval=2", "-v")
+        assert rc == 0, output[-4000:]
+        assert "site.yml --check -e models_poll_interval=2 -v" in output
+        assert "Using " in output and " as config file" in output  # what -v prints
+        assert recap == dict.fromkeys(vms, (0, 0, 0))
         listing = lab.status()
         assert [row["state"] for row in listing] == ["running", "running"]
     finally:

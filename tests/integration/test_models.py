@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
+import time
 
 import pytest
 
+from forge_fleet.http_download import human_bytes
 from lab.tls import issue_server_cert
 from tests.doubles.model_hub import ModelHub
 from tests.fixtures import models as m
@@ -169,6 +173,162 @@ def test_corrupted_model_is_repaired_and_nothing_else_changes(lab, hub, converge
     assert repaired.stats[host]["changed"] == 1
 
 
+PLAN = "Plan the downloads and check disk space and base models"
+MISSING = "models/Lora/mirror-style.safetensors"
+TRUNCATED = "models/Stable-diffusion/tiny-sd15.safetensors"
+REPLACED = "models/Lora/detail-tweaker.safetensors"
+
+
+@pytest.fixture(scope="module")
+def faults(lab, hub, converged):
+    """On the second VM: one model deleted, one truncated, one replaced by other bytes of the
+    same size; then a dry run, a look at the disk, and the real run."""
+    host = lab.hosts[1]
+    lab.exec(host, "rm", f"{FORGE}/{MISSING}")
+    lab.exec(host, "truncate", "-s", "-1000", f"{FORGE}/{TRUNCATED}")
+    path = f"{FORGE}/{REPLACED}"
+    lab.exec(
+        host,
+        "sh",
+        "-c",
+        f'head -c "$(stat -c %s {path})" /dev/urandom > {path}.new && '
+        f"chown azureuser:azureuser {path}.new && mv {path}.new {path}",
+    )
+    listing = f"cd {FORGE} && ls -ln --time-style=+%s.%N models/* && sha256sum models/*/*"
+    before = lab.exec(host, "sh", "-c", listing)
+    dry = models_run(lab, hub, check=True)
+    after = lab.exec(host, "sh", "-c", listing)
+    real = models_run(lab, hub)
+    sizes = {  # the whole file is fetched again: sizes from the untouched first VM
+        name: int(lab.exec(lab.hosts[0], "stat", "-c", "%s", f"{FORGE}/{name}"))
+        for name in (MISSING, TRUNCATED, REPLACED)
+    }
+    return {
+        "host": host,
+        "dry": dry,
+        "real": real,
+        "before": before,
+        "after": after,
+        "sizes": sizes,
+    }
+
+
+def dry_run_changes(faults) -> list[str]:
+    assert faults["dry"].ok, faults["dry"].explain()
+    return faults["dry"].task(PLAN, faults["host"]).res["changes"]
+
+
+def test_check_names_a_missing_model_as_a_download(faults):
+    # a plain URL announces no size before it downloads: the dry run says so
+    assert [c for c in dry_run_changes(faults) if MISSING in c] == [
+        f"download {MISSING} (size unknown until it downloads)"
+    ]
+
+
+def test_check_names_a_truncated_model_as_a_repair(faults):
+    assert [c for c in dry_run_changes(faults) if TRUNCATED in c] == [
+        f"repair {TRUNCATED} ({human_bytes(faults['sizes'][TRUNCATED])} to fetch)"
+    ]
+
+
+def test_check_names_a_replaced_model_of_the_same_size_as_a_repair(faults):
+    assert [c for c in dry_run_changes(faults) if REPLACED in c] == [
+        f"repair {REPLACED} ({human_bytes(faults['sizes'][REPLACED])} to fetch)"
+    ]
+
+
+def test_check_shows_the_files_to_the_operator_and_counts_the_change(lab, faults):
+    dry = faults["dry"]
+    shown = dry.task("Show what a real run would download or repair", faults["host"])
+    assert sorted(shown.res["msg"]) == sorted(dry_run_changes(faults))
+    for name in (MISSING, TRUNCATED, REPLACED):
+        assert name in dry.stdout
+    assert dry.stats[faults["host"]]["changed"] == 1
+    assert dry.stats[lab.hosts[0]]["changed"] == 0
+    assert dry.task(PLAN, lab.hosts[0]).res["changes"] == []
+
+
+def test_check_changes_nothing_on_the_vm(faults):
+    assert faults["after"] == faults["before"]
+
+
+def test_the_real_run_changes_exactly_what_check_named(lab, faults):
+    real = faults["real"]
+    assert real.ok, real.explain()
+    assert real.stats[faults["host"]]["changed"] == faults["dry"].stats[faults["host"]]["changed"]
+    assert real.stats[lab.hosts[0]]["changed"] == 0
+    collected = real.task("Collect the download results", faults["host"]).res["files"]
+    changed = sorted((f["action"], f["destination"]) for f in collected if f["action"] != "present")
+    assert changed == [("downloaded", MISSING), ("repaired", REPLACED), ("repaired", TRUNCATED)]
+    assert not real.task("Collect the download results", lab.hosts[0]).res.get("changed")
+
+
+PROGRESS = "/var/tmp/forge-fleet-models-progress.json"
+
+
+@pytest.fixture(scope="module")
+def killed(lab, hub, converged):
+    """On the first VM: the checkpoint deleted, the play started against a slow stand-in, and
+    the download job's process killed with SIGKILL once bytes flow; then a normal re-run."""
+    host = lab.hosts[0]
+    lab.exec(host, "rm", f"{FORGE}/{TRUNCATED}")
+    hub.state.bytes_per_second = 40_000
+    killing: dict = {}
+
+    def kill_the_job() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "at" not in killing:
+            time.sleep(0.5)
+            state = lab.exec(host, "cat", f"{FORGE}/{TRUNCATED}.partial.json", check=False)
+            if '"prefix": 0' in state or '"prefix"' not in state:
+                continue  # until a resume point beyond the first byte is on disk
+            pid = json.loads(lab.exec(host, "cat", PROGRESS))["pid"]
+            killing["cmdline"] = lab.exec(host, "cat", f"/proc/{pid}/cmdline")
+            lab.exec(host, "kill", "-9", str(pid))
+            killing["at"] = time.monotonic()
+            killing["partial"] = int(
+                lab.exec(host, "stat", "-c", "%s", f"{FORGE}/{TRUNCATED}.partial")
+            )
+
+    killer = threading.Thread(target=kill_the_job, daemon=True)
+    killer.start()
+    try:
+        failed = models_run(lab, hub, catalog=CATALOG[:1])
+    finally:
+        hub.state.bytes_per_second = None
+        killer.join()
+    ended = time.monotonic()
+    hub.state.log.clear()
+    resumed = models_run(lab, hub, catalog=CATALOG[:1])
+    return {"host": host, "failed": failed, "resumed": resumed, "ended": ended, **killing}
+
+
+def test_a_killed_download_fails_the_play_within_a_minute(killed):
+    assert "AnsiballZ_model_download" in killed["cmdline"].replace("\0", " ")
+    assert not killed["failed"].ok
+    assert killed["ended"] - killed["at"] < 60
+
+
+def test_a_killed_download_names_host_file_and_what_to_do(killed):
+    wait = killed["failed"].task("Wait for the downloads, showing progress", killed["host"])
+    assert wait.failed
+    assert wait.msg.startswith(
+        f"The model download on {killed['host']} died while fetching {TRUNCATED}"
+    )
+    assert f"{TRUNCATED}.partial" in wait.msg
+    assert "re-run the play to resume" in wait.msg
+
+
+def test_the_next_run_resumes_the_killed_download_from_its_partial(lab, hub, killed):
+    assert killed["resumed"].ok, killed["resumed"].explain()
+    [request] = [r for r in hub.cdn_requests() if r["range"]]
+    assert int(request["range"].removeprefix("bytes=").rstrip("-")) > 0
+    blob = hub.state.blobs[
+        hub.state.hf_files[("runwayml/tiny-sd15", "tiny-sd15.safetensors")]["blob"]
+    ]
+    assert remote_sha(lab, killed["host"], f"{FORGE}/{TRUNCATED}") == blob.sha256
+
+
 def test_sdxl_lora_on_an_sd15_catalog_is_refused_before_any_download(lab, hub, converged):
     hub.state.log.clear()
     catalog = [*full_catalog(hub), {"source": "civitai", "version_id": 2002}]
@@ -189,8 +349,8 @@ def test_bad_catalog_stops_on_the_controller_before_touching_hosts(lab, hub):
     assert all(result.stats[h]["changed"] == 0 for h in lab.hosts if h in result.stats)
 
 
-def test_check_mode_on_a_fresh_vm_plans_and_changes_nothing(make_lab, hub):
-    fresh = make_lab()
+def test_check_mode_on_a_fresh_vm_plans_and_changes_nothing(fresh_vm, hub):
+    fresh = fresh_vm
     result = models_run(fresh, hub, check=True)
     assert result.ok, result.explain()
     plan = result.task("Plan the downloads and check disk space and base models", fresh.hosts[0])
@@ -203,8 +363,8 @@ def test_check_mode_on_a_fresh_vm_plans_and_changes_nothing(make_lab, hub):
     )
 
 
-def test_progress_is_shown_per_host_while_downloading(make_lab, hub):
-    fresh = make_lab()
+def test_progress_is_shown_per_host_while_downloading(fresh_vm, hub):
+    fresh = fresh_vm  # the same fresh VM: the check above changed nothing, this comes last
     hub.state.bytes_per_second = 1_000_000
     try:
         result = models_run(fresh, hub, catalog=CATALOG[:1])
@@ -215,4 +375,5 @@ def test_progress_is_shown_per_host_while_downloading(make_lab, hub):
     assert lines, result.stdout[-3000:]
     assert lines[0].startswith(f"{fresh.hosts[0]}: models ")
     assert "MiB/s, ETA" in lines[0]
+    assert "RETRYING" not in result.stdout  # the progress lines replace Ansible's retry lines
     assert hashlib.sha256(b"").hexdigest() not in result.stdout

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import _free_port_block
-from tests.harness.lab import LabHandle, lab_vms
+from tests.harness.lab import LabHandle, free_port_block, lab_vms
 from tests.harness.playbook import run_playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -24,7 +23,7 @@ HEADER = (
 @pytest.fixture(scope="module")
 def vm() -> Iterator[LabHandle]:
     """One VM is enough here: these tests switch its GPU scenario instead of adding VMs."""
-    with lab_vms("t-preflight-report", 1, _free_port_block(1), ["a100"]) as handle:
+    with lab_vms("t-preflight-report", 1, free_port_block(1), ["a100"]) as handle:
         yield handle
 
 

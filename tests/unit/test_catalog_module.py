@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.unit.test_model_download_module import run_task
+from tests.harness.playbook import run_task
 
 SECRET = "mirror-bearer-secret-b1946ac92492d2347c62"
 ENTRY = {

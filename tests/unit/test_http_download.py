@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -11,37 +10,19 @@ import time
 import pytest
 
 from forge_fleet.http_download import (
+    USER_AGENT,
     DownloadError,
     Settings,
     check_declared_families,
     check_disk,
     execute,
     make_plan,
+    outgoing_headers,
     retry_after_seconds,
 )
 from tests.doubles.model_hub import ModelHub
-from tests.fixtures import models as m
-
-TOKEN = "hf_secret_token_for_tests_0123456789"
-KEY = "civitai-secret-key-0123456789abcdef"
-
-
-def real_model(path, data_bytes: int, seed: int = 1):
-    """A valid safetensors file whose data section is real (random) bytes."""
-    head, _ = m.header_bytes({"w": ([data_bytes], "U8")})
-    rng = hashlib.sha256(str(seed).encode()).digest()
-    block = (rng * (65536 // len(rng) + 1))[:65536]
-    with open(path, "wb") as handle:
-        handle.write(head)
-        remaining = data_bytes
-        while remaining:
-            handle.write(block[: min(remaining, len(block))])
-            remaining -= min(remaining, len(block))
-    return path
-
-
-def sha(path) -> str:
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+from tests.fixtures.credentials import KEY, TOKEN
+from tests.fixtures.models import real_model, sha
 
 
 @pytest.fixture
@@ -556,3 +537,19 @@ def test_https_download_trusts_the_ca_file_and_keeps_the_token_off_the_cdn(tmp_p
     assert result["errors"] == []
     assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
     assert cdn and not any(r["authorization"] for r in cdn)
+
+
+def test_secrets_go_only_to_the_origin_they_were_given_for():
+    home = ("https", "huggingface.co", None)
+    secret = {"X-Mirror-Key": "k"}
+    sent = outgoing_headers("https://huggingface.co/a/b", home, auth="hf_x", private_headers=secret)
+    assert sent == {"User-Agent": USER_AGENT, "Authorization": "Bearer hf_x", "X-Mirror-Key": "k"}
+    for elsewhere in (
+        "https://cdn-lfs.huggingface.co/blob",  # another host
+        "http://huggingface.co/a/b",  # another scheme
+        "https://huggingface.co:8443/a/b",  # another port
+    ):
+        sent = outgoing_headers(
+            elsewhere, home, headers={"Range": "bytes=0-"}, auth="hf_x", private_headers=secret
+        )
+        assert sent == {"User-Agent": USER_AGENT, "Range": "bytes=0-"}, elsewhere

@@ -5,15 +5,13 @@ already complete when the run stopped."""
 from __future__ import annotations
 
 import errno
-import glob
 import hashlib
-import itertools
 import json
 import os
 import queue
-import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +20,7 @@ from typing import ClassVar
 
 import pytest
 
-from forge_fleet import http_download
+from forge_fleet import download_progress, download_transfer, http_download
 from forge_fleet.http_download import (
     DownloadError,
     Settings,
@@ -31,7 +29,7 @@ from forge_fleet.http_download import (
     public_url,
 )
 from tests.doubles.model_hub import ModelHub
-from tests.unit.test_http_download import real_model, sha
+from tests.fixtures.models import real_model, sha
 
 LABEL = "models_catalog[0] (edge)"
 TARGET = "models/Stable-diffusion/m.safetensors"
@@ -85,7 +83,7 @@ def test_a_stalled_first_segment_does_not_deadlock_the_ranged_download(
 ):
     source = real_model(tmp_path / "big", 2_000_000)
     url = hub.cdn_url(hub.add_blob(source))
-    monkeypatch.setattr(http_download.queue, "Queue", _FirstTakerStalls)
+    monkeypatch.setattr(download_transfer.queue, "Queue", _FirstTakerStalls)
     options = fast(connections=2, segment_bytes=64 * 1024, min_split_bytes=1)
     outcome: dict = {}
     worker = threading.Thread(
@@ -147,9 +145,9 @@ def test_a_complete_partial_file_is_finished_without_fetching_it_again(
             raise OSError("killed before the rename")
         real_replace(src, dst)
 
-    monkeypatch.setattr(http_download.os, "replace", killed_before_rename)
+    monkeypatch.setattr(download_transfer.os, "replace", killed_before_rename)
     assert run([url_entry(url)], forge, options)["errors"]
-    monkeypatch.setattr(http_download.os, "replace", real_replace)
+    monkeypatch.setattr(download_transfer.os, "replace", real_replace)
     hub.state.log.clear()
     again = run([url_entry(url)], forge, options)
     assert again["errors"] == []
@@ -213,51 +211,11 @@ def test_ranged_download_memory_is_a_fixed_set_of_segment_buffers(
             super().__init__(*args)
             allocated.append(len(self))
 
-    monkeypatch.setattr(http_download, "bytearray", Counting, raising=False)
+    monkeypatch.setattr(download_transfer, "bytearray", Counting, raising=False)
     options = fast(connections=3, segment_bytes=64 * 1024, min_split_bytes=1)
     assert run([url_entry(url)], forge, options)["errors"] == []
     assert sha(forge / TARGET) == sha(source)
     assert allocated == [64 * 1024] * (3 + 2)
-
-
-PYENV_ROOT = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-OLDEST_PYTHON = next(
-    iter(sorted(glob.glob(f"{PYENV_ROOT}/versions/3.8*/bin/python3.8"))),
-    None if "/shims/" in (shutil.which("python3.8") or "/shims/") else shutil.which("python3.8"),
-)
-ENGINE_ON_A_VM = """
-import json, sys
-sys.path[:0] = [sys.argv[1]]
-from forge_fleet.http_download import Settings, check_disk, execute, make_plan
-entry = {"source": "url", "url": sys.argv[2], "kind": "checkpoint", "label": "vm",
-         "filename": "m.safetensors"}
-options = Settings(connections=int(sys.argv[4]), min_split_bytes=1, segment_bytes=65536)
-plan = make_plan([entry], sys.argv[3], options)
-check_disk(plan, sys.argv[3])
-print(json.dumps(execute(plan, sys.argv[3], options)))
-"""
-
-
-@pytest.mark.skipif(OLDEST_PYTHON is None, reason="no Python 3.8 on this machine")
-@pytest.mark.parametrize("connections", [1, 4])
-def test_the_engine_runs_under_python_3_8_as_on_older_vms(hub, tmp_path, connections):
-    source = real_model(tmp_path / "a", 500_000)
-    url = hub.cdn_url(hub.add_blob(source))
-    module_utils = Path(http_download.__file__).resolve().parents[1]
-    forge = tmp_path / "forge38"
-    forge.mkdir()
-    done = subprocess.run(
-        [OLDEST_PYTHON, "-c", ENGINE_ON_A_VM, str(module_utils), url, str(forge), str(connections)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    outcome = json.loads(done.stdout)
-    assert outcome["errors"] == []
-    assert [f["sha256"] for f in outcome["files"]] == [sha(source)]
-    assert sha(forge / TARGET) == sha(source)
 
 
 def hf_entry(repo: str = "org/flux", file: str = "ae.safetensors") -> dict:
@@ -334,16 +292,18 @@ def test_writeback_is_started_for_each_written_stretch_in_order(
     source = real_model(tmp_path / "a", 1_000_000)
     url = hub.cdn_url(hub.add_blob(source))
     hints: list[tuple[int, int]] = []
-    monkeypatch.setattr(http_download, "WRITEBACK_BYTES", 128 * 1024)
+    monkeypatch.setattr(download_transfer, "WRITEBACK_BYTES", 128 * 1024)
     monkeypatch.setattr(
-        http_download, "_start_writeback", lambda fd, start, length: hints.append((start, length))
+        download_transfer,
+        "_start_writeback",
+        lambda fd, start, length: hints.append((start, length)),
     )
     options = fast(connections=connections, segment_bytes=64 * 1024, min_split_bytes=1)
     options.buffer_bytes = 64 * 1024
     assert run([url_entry(url)], forge, options)["errors"] == []
     assert sha(forge / TARGET) == sha(source)
     assert hints[0][0] == 0
-    assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(hints))
+    assert all(a + n == b for (a, n), (b, _) in zip(hints, hints[1:]))
     assert all(n >= 128 * 1024 for _, n in hints)
     assert hints[-1][0] + hints[-1][1] <= os.path.getsize(source)
     assert len(hints) >= 6
@@ -421,8 +381,8 @@ def test_a_full_disk_is_reported_as_such_at_once_not_retried_as_a_network_fault(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_pwrite(fd, data, offset)
 
-    monkeypatch.setattr(http_download, "open", small_disk_open, raising=False)
-    monkeypatch.setattr(http_download.os, "pwrite", small_disk_pwrite)
+    monkeypatch.setattr(download_transfer, "open", small_disk_open, raising=False)
+    monkeypatch.setattr(download_transfer.os, "pwrite", small_disk_pwrite)
     options = fast(
         connections=connections,
         segment_bytes=64 * 1024,
@@ -638,8 +598,8 @@ class _Clock:
 
 def test_progress_rate_and_eta_show_a_stall_instead_of_the_average_so_far(monkeypatch):
     clock = _Clock()
-    monkeypatch.setattr(http_download, "time", clock)
-    progress = http_download.Progress(None, 2.0)
+    monkeypatch.setattr(download_progress, "time", clock)
+    progress = download_progress.Progress(None, 2.0)
     mib = 1024 * 1024
     progress.start("models/Stable-diffusion/flux.safetensors", 1000 * mib)
     for _ in range(10):  # 10 MiB/s for 10 s, the watcher reading every 2 s
@@ -662,3 +622,48 @@ def test_progress_rate_and_eta_show_a_stall_instead_of_the_average_so_far(monkey
         progress.snapshot()
     [again] = progress.snapshot()["files"]
     assert abs(again["rate_bytes_per_s"] - 5 * mib) < mib
+
+
+KILLABLE_ENGINE = """
+import json, sys
+from forge_fleet.http_download import Settings, execute, make_plan
+entry = {"source": "url", "url": sys.argv[1], "kind": "checkpoint", "label": "killed",
+         "filename": "m.safetensors"}
+options = Settings(connections=1)
+print(json.dumps(execute(make_plan([entry], sys.argv[2], options), sys.argv[2], options)))
+"""
+
+
+def test_a_single_stream_killed_outright_resumes_from_its_saved_prefix(hub, tmp_path, forge):
+    """kill -9 runs no cleanup: the resume point must already be on disk (saved every
+    STATE_SAVE_S while the bytes stream), so the next run asks only for the rest."""
+    source = real_model(tmp_path / "a", 3_000_000)
+    url = hub.cdn_url(hub.add_blob(source))
+    hub.state.bytes_per_second = 400_000
+    module_utils = Path(http_download.__file__).resolve().parents[1]
+    job = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_ENGINE, url, str(forge)],
+        env={**os.environ, "PYTHONPATH": str(module_utils)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state = forge / (TARGET + ".partial.json")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            saved = json.loads(state.read_text()).get("prefix", 0) if state.exists() else 0
+            if saved > 0:
+                break
+            time.sleep(0.1)
+    finally:
+        job.kill()  # SIGKILL: no finally blocks, no state saved on the way out
+        job.wait()
+    assert saved > 0
+    hub.state.bytes_per_second = None
+    hub.state.log.clear()
+    result = run([url_entry(url)], forge, fast())
+    assert result["errors"] == []
+    [request] = hub.cdn_requests()
+    resumed_at = int(request["range"].split("=")[1].rstrip("-"))
+    assert resumed_at >= saved
+    assert sha(forge / TARGET) == sha(source)

@@ -9,17 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from lab.paths import REPO_ROOT
+from forge_fleet.http_download import human_bytes
 from lab.tls import CA_CERT, issue_server_cert
 from tests.doubles.model_hub import ModelHub
-from tests.unit.test_http_download import KEY, TOKEN, real_model
+from tests.fixtures.credentials import KEY, TOKEN
+from tests.fixtures.models import real_model
+from tests.harness.playbook import run_local_playbook
 
 MIRROR_SECRET = "mirror-header-secret-0123456789"
 
@@ -83,6 +83,7 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
                 "modification_time": "200001010000.00",
             },
         },
+        download_task(hub, forge, "touched_check", check_mode=True),
         download_task(hub, forge, "touched"),
         {
             "name": "Corrupt the VAE (same size)",
@@ -113,7 +114,16 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
     missing = entries(hub)[:1]
     missing[0]["repo"] = "org/none"
     tasks[-2]["model_download"]["catalog"] = missing
-    names = ["check", "download", "rerun", "touched", "corrupted_check", "corrupted", "failing"]
+    names = [
+        "check",
+        "download",
+        "rerun",
+        "touched_check",
+        "touched",
+        "corrupted_check",
+        "corrupted",
+        "failing",
+    ]
     names += ["missing", "bad_catalog", "after_check"]
     show = {
         "name": "Save the results",
@@ -133,41 +143,6 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
     ]
 
 
-def run_playbook(tmp_path: Path, book: list[dict]) -> subprocess.CompletedProcess:
-    path = tmp_path / "play.yml"
-    path.write_text(yaml.safe_dump(book))
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-        "ANSIBLE_MODULE_UTILS": str(REPO_ROOT / "module_utils"),
-        "NO_COLOR": "1",
-    }
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-vvv"]
-    command += ["-M", str(REPO_ROOT / "library"), "-i", "localhost,", "-c", "local"]
-    command += ["-e", f"ansible_python_interpreter={sys.executable}", str(path)]
-    return subprocess.run(
-        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
-    )
-
-
-def run_task(tmp_path: Path, task: dict, play_vars: dict | None = None) -> tuple[str, dict]:
-    """One module task (ignore_errors) at -vvv on localhost: the whole output and its result."""
-    task = {**task, "register": "outcome", "ignore_errors": True}
-    save = {
-        "name": "Save the result",
-        "ansible.builtin.copy": {
-            "content": "{{ outcome | to_json }}",
-            "dest": str(tmp_path / "result.json"),
-            "mode": "0600",
-        },
-    }
-    play = {"hosts": "localhost", "gather_facts": False, "tasks": [task, save]}
-    done = run_playbook(tmp_path, [{**play, "vars": play_vars or {}}])
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-3000:]
-    return output, json.loads((tmp_path / "result.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("module")
@@ -184,12 +159,12 @@ def runs(tmp_path_factory):
         hub.add_civitai_version(
             43, 5, real_model(tmp_path / "m", 3000, seed=4), name="m.safetensors", restricted=True
         )
-        done = run_playbook(tmp_path, play(tmp_path, hub, forge))
-        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        done = run_local_playbook(tmp_path, play(tmp_path, hub, forge))
+        assert done.ok, done.explain()
         results = json.loads((tmp_path / "results.json").read_text())
         return {
             **results,
-            "output": done.stdout + done.stderr,
+            "output": done.stdout,
             "forge": forge,
             "ae": ae,
             "progress": (tmp_path / "progress.json").read_text(),
@@ -248,9 +223,28 @@ def test_touched_file_is_reverified_without_a_change(runs):
     assert runs["touched"]["changed"] is False
 
 
-def test_check_mode_cannot_tell_a_same_size_corruption_without_hashing(runs):
-    assert sorted(actions(runs["corrupted_check"])) == ["present", "present", "verify"]
-    assert runs["corrupted_check"]["changed"] is False
+def test_check_mode_hashes_a_changed_file_and_reports_its_repair_by_name(runs):
+    assert sorted(actions(runs["corrupted_check"])) == ["present", "present", "repair"]
+    assert runs["corrupted_check"]["changed"] is True
+    size = human_bytes(os.path.getsize(runs["ae"]))
+    assert runs["corrupted_check"]["changes"] == [
+        f"repair models/VAE/ae.safetensors ({size} to fetch)"
+    ]
+
+
+def test_check_mode_names_every_file_it_would_download(runs):
+    changes = runs["check"]["changes"]
+    size = human_bytes(os.path.getsize(runs["ae"]))
+    assert changes[0] == f"download models/VAE/ae.safetensors ({size} to fetch)"
+    assert changes[1].startswith("download models/Lora/style.safetensors (")
+    assert changes[1].endswith(" KiB to fetch)")  # CivitAI's sizeKB
+    assert changes[2] == "download models/Lora/mirror.safetensors (size unknown until it downloads)"
+    assert "download models/VAE/ae.safetensors" in runs["check"]["msg"]
+
+
+def test_check_mode_on_a_touched_but_intact_file_reports_no_change(runs):
+    assert sorted(actions(runs["touched_check"])) == ["present", "present", "verify"]
+    assert runs["touched_check"]["changed"] is False
 
 
 def test_corrupted_file_is_repaired(runs):
@@ -294,3 +288,15 @@ def test_a_bad_catalog_fails_naming_every_problem_and_touches_nothing(runs):
     assert "unknown key 'colour'" in result["msg"]
     assert "url must start with https://" in result["msg"]
     assert not runs["bad_dir"].exists()
+
+
+def test_the_result_declares_each_file_for_the_compatibility_check(runs):
+    """The models role hands ``declared`` to model_compat as it is (no Jinja rebuilds it)."""
+    forge = str(runs["forge"])
+    expected = [
+        {"path": f"{forge}/models/VAE/ae.safetensors", "kind": "vae", "family": None},
+        {"path": f"{forge}/models/Lora/style.safetensors", "kind": "lora", "family": None},
+        {"path": f"{forge}/models/Lora/mirror.safetensors", "kind": "lora", "family": None},
+    ]
+    assert runs["check"]["declared"] == expected
+    assert runs["download"]["declared"] == expected

@@ -7,8 +7,9 @@ import json
 
 from lab.tls import CA_CERT, issue_server_cert
 from tests.doubles.model_hub import ModelHub
-from tests.unit.test_http_download import KEY, TOKEN, real_model
-from tests.unit.test_model_download_module import run_task
+from tests.fixtures.credentials import KEY, TOKEN
+from tests.fixtures.models import real_model
+from tests.harness.playbook import run_task
 
 
 def test_an_unexpected_error_fails_the_task_with_its_message_and_masks_the_key(tmp_path):

@@ -13,7 +13,7 @@ from forge_fleet.nvidia_gpu import (
     summary,
     verdict,
 )
-from tests.unit.test_nvidia_gpu_formats import double
+from tests.harness.nvidia_smi import double
 
 FIELDS = ("index", "name", "uuid", "driver_version", "memory.total", "compute_cap")
 T4_CSV = "0, Tesla T4, GPU-5f1c3c8e, 535.183.01, 15360, 7.5\n"

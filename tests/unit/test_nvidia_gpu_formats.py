@@ -7,11 +7,6 @@ banner changed width twice: 79 columns before 530, 89 for 530-549, 91 from 550.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from forge_fleet.nvidia_gpu import (
@@ -21,8 +16,8 @@ from forge_fleet.nvidia_gpu import (
     summary,
     verdict,
 )
+from tests.harness.nvidia_smi import double
 
-DOUBLE = Path(__file__).parents[1] / "doubles/rootfs/usr/local/lib/forge-lab/nvidia-smi"
 GIB = 1024**3
 
 BANNER_470 = """\
@@ -68,22 +63,6 @@ NOT_LOADED = (
     "Make sure that the latest NVIDIA driver is installed and running.\n\n"
 )
 QUERY = ("index", "name", "uuid", "driver_version", "memory.total", "compute_cap")
-
-
-def double(scenario: str):
-    """Run the lab's nvidia-smi double here, playing ``scenario``."""
-
-    def run(argv: list[str]) -> tuple[int, str, str]:
-        done = subprocess.run(
-            [sys.executable, str(DOUBLE), *argv[1:]],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "FORGE_LAB_GPU_SCENARIO": scenario},
-        )
-        return (done.returncode, done.stdout, done.stderr)
-
-    return run
 
 
 def judge(found, **options):

@@ -1,0 +1,139 @@
+"""The model_download task, from its parameters to its result: the one call the Ansible
+module makes (library/model_download.py only declares the options and reports).
+
+    failed, result = run_task(params, check_mode)
+
+Order: check the catalog (nothing asked or written when it is bad) -> mark the progress file
+(kept fresh while planning) -> plan -> refuse declared mismatches -> in check mode, hash what
+only hashing can judge -> check the disk -> report the plan (check mode) or execute it.
+Any failure after the marker marks the progress file finished, so a watcher stops waiting.
+Standard library only, Python 3.8+ (it runs on the VMs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import download_progress
+from .catalog import CatalogError, normalize_catalog
+from .download_plan import declaration, public
+from .http_download import (
+    DownloadError,
+    Settings,
+    check_declared_families,
+    check_disk,
+    describe_changes,
+    execute,
+    make_plan,
+    settle_by_hashing,
+)
+
+
+def totals(files: list[dict[str, Any]], to_fetch: int) -> dict[str, int]:
+    counts: dict[str, int] = {"files": len(files), "bytes_to_fetch": to_fetch}
+    for item in files:
+        counts[item["action"]] = counts.get(item["action"], 0) + 1
+    counts["bytes"] = sum(item.get("size") or 0 for item in files)
+    return counts
+
+
+def settings_from(params: dict[str, Any]) -> Settings:
+    return Settings(
+        hf_endpoint=params["huggingface_endpoint"],
+        civitai_endpoint=params["civitai_endpoint"],
+        hf_token=params["huggingface_token"],
+        civitai_key=params["civitai_api_key"],
+        connections=params["connections_per_file"],
+        parallel_files=params["parallel_files"],
+        verify=params["verify"],
+        progress_file=params["progress_file"],
+        retries=params["retries"],
+        ca_file=params["ca_file"],
+    )
+
+
+def _failure(message: str, problems: list[str]) -> tuple[bool, dict[str, Any]]:
+    return True, {"msg": message, "errors": problems, "files": [], "bytes_to_fetch": 0}
+
+
+def run_task(params: dict[str, Any], check_mode: bool) -> tuple[bool, dict[str, Any]]:
+    """(failed, result) of one model_download task; ``result`` is what the module returns."""
+    try:
+        entries = normalize_catalog(params["catalog"], params["bundles"])
+    except CatalogError as error:
+        return _failure(
+            f"The model catalog has {len(error.problems)} problem(s), nothing downloaded: "
+            + " | ".join(error.problems),
+            error.problems,
+        )
+    progress_file = params["progress_file"]
+    # Before asking upstream (seconds for a long catalog) a watcher polling the progress file
+    # must not take an earlier run's "finished" for this one; a run in flight keeps its file.
+    # The marker stays fresh while the run plans: a file that stops changing means a dead job.
+    heartbeat = None
+    if progress_file and not check_mode and not download_progress.in_flight(progress_file):
+        heartbeat = download_progress.Heartbeat(progress_file).start()
+    try:
+        failed, result = _plan_and_run(entries, params, check_mode, heartbeat)
+    except DownloadError as error:
+        failed, result = _failure(str(error), [str(error)])
+    except Exception as error:  # a bug: still a failed task (the module masks the secrets)
+        message = f"unexpected {type(error).__name__} while handling the models: {error}"
+        failed, result = _failure(message, [message])
+    if heartbeat is not None:
+        heartbeat.stop()
+        # Failed before the download wrote its own final progress (the result of a finished
+        # download carries totals): mark the run over, so the watcher stops waiting.
+        if failed and "totals" not in result:
+            download_progress.mark(progress_file, finished=True, errors=len(result["errors"]))
+    return failed, result
+
+
+def _plan_and_run(
+    entries: list[dict[str, Any]],
+    params: dict[str, Any],
+    check_mode: bool,
+    heartbeat: download_progress.Heartbeat | None,
+) -> tuple[bool, dict[str, Any]]:
+    forge_dir, settings = params["forge_dir"], settings_from(params)
+    plan = make_plan(entries, forge_dir, settings)
+    mismatches = check_declared_families(plan)
+    if mismatches:
+        return _failure(
+            f"{len(mismatches)} catalog mismatch(es), nothing downloaded: "
+            + " | ".join(mismatches),
+            mismatches,
+        )
+    if check_mode and params["hash_changed"]:
+        settle_by_hashing(plan, forge_dir)  # read-only; the real run hashes alike
+    to_fetch = sum(item.get("bytes_to_fetch", 0) for item in plan)
+    check_disk(plan, forge_dir)  # a read-only probe: check mode fails alike
+    if check_mode:
+        files = [public(item) for item in plan]
+        changes = describe_changes(plan)
+        return False, {
+            "changed": bool(changes),
+            "msg": "; ".join(changes) or "every model is in place",
+            "changes": changes,
+            "files": files,
+            "declared": [declaration(forge_dir, item) for item in plan],
+            "bytes_to_fetch": to_fetch,
+            "totals": totals(files, to_fetch),
+        }
+    if heartbeat is not None:
+        heartbeat.stop()  # the download's own writer takes over at once
+    outcome = execute(plan, forge_dir, settings)
+    result = {
+        "changed": outcome["changed"],
+        "files": outcome["files"],
+        "declared": [declaration(forge_dir, item) for item in plan],
+        "bytes_to_fetch": to_fetch,
+        "totals": totals(outcome["files"], to_fetch),
+    }
+    if outcome["errors"]:
+        result["msg"] = f"{len(outcome['errors'])} model download(s) failed: " + " | ".join(
+            outcome["errors"]
+        )
+        result["errors"] = outcome["errors"]
+        return True, result
+    return False, result

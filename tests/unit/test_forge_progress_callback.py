@@ -1,0 +1,104 @@
+"""The forge_progress stdout callback, through the real ansible-playbook and ansible.cfg:
+while the download wait retries, progress lines and no "FAILED - RETRYING"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.paths import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory) -> str:
+    tmp = tmp_path_factory.mktemp("callback")
+    progress = tmp / "progress.json"
+    unfinished = {
+        "updated": time.time() + 600,  # fresh for the whole test: no stale verdict
+        "finished": False,
+        "bytes_done": 3 * 1024**3,
+        "bytes_total": 6 * 1024**3,
+        "rate_bytes_per_s": 100 * 1024**2,
+        "eta_s": 30,
+        "files": [{"destination": "models/VAE/ae.safetensors", "state": "downloading"}],
+    }
+    progress.write_text(json.dumps(unfinished))
+    finished = {**unfinished, "finished": True, "bytes_done": 6 * 1024**3}
+    finish = f"sleep 6; printf '%s' '{json.dumps(finished)}' > {progress}"
+    book = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Finish the download in a few seconds",
+                    "ansible.builtin.shell": finish,
+                    "async": 30,
+                    "poll": 0,
+                    "changed_when": False,
+                },
+                {
+                    "name": "Wait for the downloads, showing progress",
+                    "model_download_progress": {"path": str(progress), "host": "here"},
+                    "register": "seen",
+                    "until": "seen is failed or seen.finished",
+                    "retries": 20,
+                    "delay": 1,
+                },
+                {
+                    "name": "Any other task that retries",
+                    "ansible.builtin.command": f"test -e {tmp / 'never'}",
+                    "register": "other",
+                    "until": "other.rc == 0",
+                    "retries": 1,
+                    "delay": 0,
+                    "changed_when": False,
+                    "ignore_errors": True,
+                },
+            ],
+        }
+    ]
+    (tmp / "play.yml").write_text(yaml.safe_dump(book))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "NO_COLOR": "1"}
+    env.pop("ANSIBLE_STDOUT_CALLBACK", None)  # ansible.cfg decides, as for an operator
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            *("-i", "localhost,", "-c", "local"),
+            *("-e", f"ansible_python_interpreter={sys.executable}"),
+            str(tmp / "play.yml"),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return done.stdout
+
+
+def test_the_download_wait_prints_progress_lines_per_host(output):
+    lines = [line for line in output.splitlines() if line.startswith("localhost: models ")]
+    assert len(lines) >= 3, output
+    assert lines[0] == "localhost: models 3.0/6.0 GiB, 100.0 MiB/s, ETA 0m30s, 0/1 files"
+
+
+def test_the_download_wait_prints_no_failed_retrying_line(output):
+    waiting = output.split("TASK [Wait for the downloads")[1].split("TASK [")[0]
+    assert "localhost: models 3.0/6.0 GiB" in waiting  # under its own task's banner
+    assert "FAILED" not in waiting
+    assert "RETRYING" not in waiting
+    assert "ok: [localhost]" in waiting
+
+
+def test_other_retried_tasks_still_print_as_ansible_prints_them(output):
+    other = output.split("TASK [Any other task that retries]")[1]
+    assert "FAILED - RETRYING: [localhost]: Any other task that retries (1 retries left)." in other
