@@ -5,8 +5,10 @@ models role waits for its background download, each poll of the waiting task (it
 carries ``progress_line``, from the model_download_progress module) prints
 ``forge-lab-1: models 3.2/17.0 GiB, 84.1 MiB/s, ETA 2m41s, 1/3 files`` instead of Ansible's
 ``FAILED - RETRYING: [forge-lab-1]: ... (2879 retries left).``: a download in progress is
-not a failure, and an operator reads "FAILED". Every other task prints as the default
-callback prints it (``callback_result_format = yaml`` and the other default options apply).
+not a failure, and an operator reads "FAILED". A result with ``progress_label``
+(forge_prepare_progress: ``forge``) prints that word instead of ``models``. Every other task
+prints as the default callback prints it (``callback_result_format = yaml`` and the other
+default options apply).
 """
 
 from __future__ import annotations
@@ -29,12 +31,16 @@ requirements:
 """
 
 
-def progress_line(result) -> str | None:
-    """The progress line of a retried task's result, if it is a download wait."""
+def _result_data(result) -> dict:
     data = getattr(result, "result", None)  # ansible-core 2.19+: CallbackTaskResult.result
     if not isinstance(data, dict):
         data = getattr(result, "_result", None) or {}
-    line = data.get("progress_line")
+    return data
+
+
+def progress_line(result) -> str | None:
+    """The progress line of a retried task's result, if it is a download or preparation wait."""
+    line = _result_data(result).get("progress_line")
     return str(line) if line else None
 
 
@@ -53,4 +59,5 @@ class CallbackModule(DefaultCallback):
             super().v2_runner_retry(result)  # any other until/retries task: as Ansible prints it
             return
         host = getattr(result, "host", None) or result._host  # `host` since ansible-core 2.19
-        self._display.display(f"{host.get_name()}: models {line}")
+        label = _result_data(result).get("progress_label", "models")
+        self._display.display(f"{host.get_name()}: {label} {line}")
