@@ -31,16 +31,16 @@ def output(tmp_path_factory) -> str:
     }
     progress.write_text(json.dumps(unfinished))
     finished = {**unfinished, "finished": True, "bytes_done": 6 * 1024**3}
-    finish = f"sleep 6; printf '%s' '{json.dumps(finished)}' > {progress}"
+    finish = f"sleep 15; printf '%s' '{json.dumps(finished)}' > {progress}"
     book = [
         {
             "hosts": "localhost",
             "gather_facts": False,
             "tasks": [
                 {
-                    "name": "Finish the download in a few seconds",
+                    "name": "Finish the download in 15 seconds (room for 3 polls on a busy machine)",
                     "ansible.builtin.shell": finish,
-                    "async": 30,
+                    "async": 60,
                     "poll": 0,
                     "changed_when": False,
                 },
@@ -49,7 +49,7 @@ def output(tmp_path_factory) -> str:
                     "model_download_progress": {"path": str(progress), "host": "here"},
                     "register": "seen",
                     "until": "seen is failed or seen.finished",
-                    "retries": 20,
+                    "retries": 60,
                     "delay": 1,
                 },
                 {
