@@ -3,8 +3,9 @@
 
 Serves a small demo catalog (an SD 1.5-layout checkpoint and an SD 1.5 LoRA built from real
 tensor layouts) from the Hugging Face / CivitAI stand-in over HTTPS on the lab network's
-gateway, with credentials made up for this run. The settings reach ansible-playbook through a
-0600 extra-vars file, never the command line.
+gateway, with credentials made up for this run, and the Forge stand-in repository (git
+daemon) with the package index its preparation installs from (``lab/forge_repo.py``). The
+settings reach ansible-playbook through a 0600 extra-vars file, never the command line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import yaml
 from tests.doubles.model_hub import ModelHub
 from tests.fixtures import models
 
+from . import forge_repo
 from .paths import REPO_ROOT, STATE_DIR
 from .tls import issue_server_cert
 from .vms import Lab, LabError
@@ -60,7 +62,10 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
     files = _content()
     cert, key = issue_server_cert([gateway], CONTENT_DIR / "tls")
     token, api_key = f"hf_{secrets.token_hex(16)}", secrets.token_hex(16)
-    with ModelHub(gateway, tls=(str(cert), str(key))) as hub:
+    with (
+        ModelHub(gateway, tls=(str(cert), str(key))) as hub,
+        forge_repo.serving(gateway, vars_path.parent / f"{vars_path.stem}-forge") as forge,
+    ):
         hub.state.tokens.add(token)
         hub.state.granted.add(token)
         hub.state.civitai_keys.add(api_key)
@@ -79,6 +84,8 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
             "models_civitai_endpoint": hub.api_url,
             "models_huggingface_token": token,
             "models_civitai_api_key": api_key,
+            # the Forge stand-in: git server, pinned commit and extension, package index
+            **forge.settings(),
         }
         fd = os.open(vars_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
