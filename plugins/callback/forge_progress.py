@@ -2,7 +2,8 @@
 
 Enabled in ansible.cfg (callbacks_enabled = forge_progress). Each retry of a task whose
 result carries ``progress_line`` (the model_download_progress module) prints
-``forge-lab-1: models 3.2/17.0 GiB, 84.1 MiB/s, ETA 2m41s, 1/3 files``.
+``forge-lab-1: models 3.2/17.0 GiB, 84.1 MiB/s, ETA 2m41s, 1/3 files``; a result with
+``progress_label`` (forge_prepare_progress: ``forge``) prints that word instead of ``models``.
 """
 
 from __future__ import annotations
@@ -30,4 +31,5 @@ class CallbackModule(CallbackBase):
     def v2_runner_retry(self, result) -> None:
         line = result._result.get("progress_line")
         if line:
-            self._display.display(f"{result._host.get_name()}: models {line}")
+            label = result._result.get("progress_label", "models")
+            self._display.display(f"{result._host.get_name()}: {label} {line}")

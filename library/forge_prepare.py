@@ -1,0 +1,99 @@
+#!/usr/bin/python
+"""Ansible module: run Forge's preparation (webui.sh --exit) with a log (thin adapter)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: forge_prepare
+short_description: Run Forge's preparation step and explain a failure
+description:
+  - Runs O(command) (Forge's C(webui.sh --exit): torch, then the requirements, into the
+    Python of C(webui-user.sh)) in O(chdir), its output going to O(log); writes O(status)
+    when it ends, so M(forge_prepare_progress) can show progress while it runs (C(async)).
+  - On failure names the package pip could not install and shows pip's last lines.
+  - Always changes the host when it runs; the role decides whether it needs to run.
+options:
+  command:
+    description: The command, as a list.
+    type: list
+    elements: str
+    required: true
+  chdir:
+    description: The Forge checkout.
+    type: path
+    required: true
+  log:
+    description: File for the command's output (0600).
+    type: path
+    required: true
+  status:
+    description: File written when the command ends.
+    type: path
+    required: true
+author: Forge Fleet
+"""
+
+EXAMPLES = r"""
+- name: Prepare Forge
+  forge_prepare:
+    command: [./webui.sh, --exit]
+    chdir: /home/azureuser/stable-diffusion-webui-forge
+    log: /home/azureuser/.cache/forge-fleet/prepare.log
+    status: /home/azureuser/.cache/forge-fleet/prepare.status
+  async: 3600
+  poll: 0
+"""
+
+RETURN = r"""
+rc:
+  description: The command's exit code.
+  type: int
+  returned: always
+tail:
+  description: The last lines of its output.
+  type: list
+  returned: always
+package:
+  description: The package pip could not install ("" when none).
+  type: str
+  returned: failure
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.forge_fleet.forge_prepare import (
+    failed_package,
+    failure_message,
+    last_lines,
+    run_logged,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "command": {"type": "list", "elements": "str", "required": True},
+            "chdir": {"type": "path", "required": True},
+            "log": {"type": "path", "required": True},
+            "status": {"type": "path", "required": True},
+        },
+        supports_check_mode=False,
+    )
+    params = module.params
+    try:
+        rc, text = run_logged(params["command"], params["chdir"], params["log"], params["status"])
+    except OSError as error:
+        module.fail_json(msg=f"Cannot run {' '.join(params['command'])}: {error}", rc=-1, tail=[])
+    tail = last_lines(text, 15)
+    if rc != 0:
+        module.fail_json(
+            msg=failure_message(text, rc, " ".join(params["command"])),
+            rc=rc,
+            tail=tail,
+            package=failed_package(text),
+        )
+    module.exit_json(changed=True, rc=rc, tail=tail)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Forge's preparation step (``webui.sh --exit``) run in the background with a log, and what
+its output means when it fails: which package pip could not install, and pip's last lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_PIP_FAILURES = (
+    re.compile(r"No matching distribution found for (\S+)"),
+    re.compile(r"Could not find a version that satisfies the requirement (\S+)"),
+    re.compile(r"ERROR: Cannot install (\S+)"),
+    re.compile(r"Failed to build (\S+)"),
+    re.compile(r"ERROR: Failed building wheel for (\S+)"),
+)
+_FORGE_STEP = re.compile(r"(Couldn't install [^.\n]+)\.")
+
+
+def clean(text: str) -> str:
+    return _ANSI.sub("", text).replace("\r", "\n")
+
+
+def last_lines(text: str, count: int) -> list[str]:
+    return [line for line in clean(text).splitlines() if line.strip()][-count:]
+
+
+def failed_package(text: str) -> str:
+    """The package pip names in its failure ("" when the output names none)."""
+    text = clean(text)
+    for pattern in _PIP_FAILURES:
+        found = pattern.findall(text)
+        if found:
+            return found[-1].rstrip(".,;")
+    return ""
+
+
+def failure_message(text: str, rc: int, command: str) -> str:
+    """What the operator reads when the preparation fails."""
+    package = failed_package(text)
+    step = _FORGE_STEP.findall(clean(text))
+    what = f"pip could not install {package}" if package else f"it exited with code {rc}"
+    where = f" ({step[-1]})" if step else ""
+    tail = "\n".join(last_lines(text, 15))
+    return (
+        f"Preparing Forge ({command}) failed: {what}{where}. Nothing was recorded as "
+        "prepared, so the next run tries again; check the package index and "
+        f"forge_torch_command/requirements. Last lines of its output:\n{tail}"
+    )
+
+
+def run_logged(argv: list[str], cwd: str, log_path: str, status_path: str) -> tuple[int, str]:
+    """Run ``argv`` with its output in ``log_path``; write ``status_path`` when it ends."""
+    for path in (log_path, status_path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.exists(status_path):
+        os.remove(status_path)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PIP_PROGRESS_BAR="off")
+    started = time.time()
+    with open(log_path, "w") as log:
+        os.chmod(log_path, 0o600)
+        process = subprocess.run(
+            argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False
+        )
+    with open(log_path, errors="replace") as log:
+        text = log.read()
+    with open(status_path, "w") as status:
+        json.dump({"rc": process.returncode, "seconds": round(time.time() - started, 1)}, status)
+    return process.returncode, text
+
+
+def progress(log_path: str, status_path: str) -> dict:
+    """finished and one human line (the latest line of the output) for the wait loop."""
+    finished = os.path.exists(status_path)
+    try:
+        with open(log_path, errors="replace") as log:
+            text = log.read()
+    except OSError:
+        text = ""
+    lines = last_lines(text, 1)
+    line = lines[0][:160] if lines else "starting"
+    return {"finished": finished, "progress_line": line}

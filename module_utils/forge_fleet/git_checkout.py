@@ -1,0 +1,254 @@
+"""A git checkout pinned to one commit, repaired in place without destroying anyone's work.
+
+Pure logic around a ``run(argv, cwd) -> (rc, stdout, stderr)`` callable (the ``git_checkout``
+module passes AnsibleModule.run_command). What it guarantees:
+
+- The checkout is a real git checkout (``.git`` present) at the resolved commit, detached.
+- Cloning into a folder that already holds files (models downloaded before the clone) keeps
+  every one of them: it is ``git init`` + ``fetch`` + ``checkout``, which refuses to overwrite
+  an untracked file instead of replacing it.
+- Drift is repaired and said: another commit checked out, tracked files deleted, ``origin``
+  pointing elsewhere. Tracked files changed by hand are *local changes*: listed by path and
+  then kept (warned), refused (fail) or discarded after saving them as a patch.
+- Untracked files are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: this file runs on Python 3.8 on the VMs
+    from collections.abc import Callable
+
+    Runner = Callable[[list[str], str | None], tuple[int, str, str]]
+
+FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+LOCAL_CHANGES = ("fail", "keep", "discard")
+
+
+class CheckoutError(Exception):
+    """Something the operator must act on; the message says what."""
+
+
+class _Git:
+    def __init__(self, run: Runner, git: str, dest: str) -> None:
+        self.run, self.git, self.dest = run, git, dest
+
+    def __call__(self, *args: str, what: str = "", cwd: str | None = None) -> str:
+        rc, out, err = self.run([self.git, *args], cwd or self.dest)
+        if rc != 0:
+            detail = (err.strip() or out.strip()).splitlines()[-5:]
+            raise CheckoutError(
+                f"{what or 'git ' + args[0]} failed in {self.dest}: " + " / ".join(detail)
+            )
+        return out
+
+    def ok(self, *args: str) -> bool:
+        return self.run([self.git, *args], self.dest)[0] == 0
+
+
+def parse_status(porcelain_z: str) -> tuple[list[str], list[str]]:
+    """(deleted, modified) tracked paths from ``git status --porcelain=v1 -z -uno``."""
+    deleted, modified = [], []
+    entries = porcelain_z.split("\0")
+    index = 0
+    while index < len(entries):
+        entry = entries[index]
+        index += 1
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        if code[0] in "RC":  # a rename/copy carries its source as the next entry
+            index += 1
+        if code in (" D", "D ", "DD"):
+            deleted.append(path)
+        else:
+            modified.append(path)
+    return sorted(deleted), sorted(modified)
+
+
+def resolve_remote(lines: str, version: str) -> str:
+    """The commit ``version`` names in ``git ls-remote`` output (branch, tag or commit)."""
+    refs = {}
+    for line in lines.splitlines():
+        if "\t" in line:
+            sha, ref = line.split("\t", 1)
+            refs[ref] = sha
+    for ref in (f"refs/tags/{version}^{{}}", f"refs/tags/{version}", f"refs/heads/{version}"):
+        if ref in refs:
+            return refs[ref]
+    if FULL_COMMIT.match(version):
+        return version
+    return ""
+
+
+def _resolve_local(git: _Git, version: str) -> str:
+    """The commit ``version`` names in the local clone after a fetch ("" when unknown)."""
+    candidates = (
+        [f"{version}^{{commit}}"]
+        if FULL_COMMIT.match(version)
+        else [f"refs/tags/{version}^{{commit}}", f"refs/remotes/origin/{version}^{{commit}}"]
+    )
+    for ref in candidates:
+        rc, out, _ = git.run([git.git, "rev-parse", "--verify", "-q", ref], git.dest)
+        if rc == 0:
+            return out.strip()
+    return ""
+
+
+def _fetch(git: _Git, repo: str) -> None:
+    git("fetch", "-q", "--tags", "--force", "origin", what=f"Fetching {repo}")
+
+
+def _target(git: _Git, repo: str, version: str) -> str:
+    if FULL_COMMIT.match(version) and _resolve_local(git, version):
+        return version  # a pinned commit already here: no network needed
+    _fetch(git, repo)
+    commit = _resolve_local(git, version)
+    if not commit:
+        raise CheckoutError(
+            f"{version!r} is not a branch, tag or commit of {repo}; set the version to a full "
+            "40-character commit (or an existing tag/branch) of that repository"
+        )
+    return commit
+
+
+def _ls_remote(git: _Git, repo: str, version: str) -> str:
+    out = git("ls-remote", repo, what=f"Reading {repo}", cwd="/")
+    commit = resolve_remote(out, version)
+    if not commit:
+        raise CheckoutError(
+            f"{version!r} is not a branch or tag of {repo}; set the version to a full "
+            "40-character commit (or an existing tag/branch) of that repository"
+        )
+    return commit
+
+
+def _clone_into(git: _Git, repo: str, version: str, check_mode: bool) -> dict:
+    kept = sorted(os.listdir(git.dest)) if os.path.isdir(git.dest) else []
+    result = {"action": "clone", "changed": True, "before": "", "kept": kept}
+    if check_mode:
+        result["commit"] = _ls_remote(git, repo, version)
+        result["repaired"] = []
+        return result
+    os.makedirs(git.dest, exist_ok=True)
+    git("init", "-q", what="git init")
+    git("remote", "add", "origin", repo)
+    commit = _target(git, repo, version)
+    rc, out, err = git.run([git.git, "checkout", "-q", "--detach", commit], git.dest)
+    if rc != 0:
+        blocking = [
+            line.strip()
+            for line in (err + out).splitlines()
+            if line.startswith(("\t", "  ")) and line.strip()
+        ]
+        raise CheckoutError(
+            f"Cannot check out {repo} into {git.dest}: files already there are in the way of "
+            f"the repository's own files ({', '.join(blocking) or err.strip()}); move them "
+            "elsewhere and run again. Nothing in the folder was overwritten."
+        )
+    result.update(commit=commit, repaired=[])
+    return result
+
+
+def ensure_checkout(
+    run: Runner,
+    git: str,
+    repo: str,
+    dest: str,
+    version: str,
+    *,
+    local_changes: str = "keep",
+    ignore_paths: tuple[str, ...] = (),
+    backup_dir: str = "",
+    check_mode: bool = False,
+) -> dict:
+    """Make ``dest`` a checkout of ``repo`` at ``version``; return what was found and done.
+
+    Returned keys: action (clone|update|present), changed, commit, before, repaired (what
+    was put right, in words), local_changes (paths), discarded_to (patch path), kept.
+    """
+    if local_changes not in LOCAL_CHANGES:
+        raise CheckoutError(f"local_changes must be one of {', '.join(LOCAL_CHANGES)}")
+    g = _Git(run, git, dest)
+    if not os.path.isdir(os.path.join(dest, ".git")):
+        return _clone_into(g, repo, version, check_mode)
+
+    repaired: list[str] = []
+    rc, head, _ = run([git, "rev-parse", "--verify", "-q", "HEAD"], dest)
+    before = head.strip() if rc == 0 else ""
+    status = g("status", "--porcelain=v1", "-z", "--untracked-files=no") if before else ""
+    deleted, modified = parse_status(status)
+    modified = [p for p in modified if p not in ignore_paths]
+    deleted = [p for p in deleted if p not in ignore_paths]
+    if modified and local_changes == "fail":  # before anything changes
+        raise CheckoutError(
+            f"{dest} has local changes to tracked files: {', '.join(modified)}. Nothing was "
+            "changed. Keep them with forge_local_changes: keep, drop them with "
+            "forge_local_changes: discard (saved as a patch first), or undo them by hand."
+        )
+    rc, url, _ = run([git, "remote", "get-url", "origin"], dest)
+    url = url.strip() if rc == 0 else ""
+    if url != repo:
+        repaired.append(f"origin set to {repo} (was {url or 'missing'})")
+        if not check_mode:
+            g("remote", "set-url" if url else "add", "origin", repo)
+    pinned_here = FULL_COMMIT.match(version) and _resolve_local(g, version)
+    if check_mode and (repaired or not pinned_here):
+        target = _ls_remote(g, repo, version)  # read-only: no fetch into the checkout
+    else:
+        target = _target(g, repo, version)
+    discarded_to = _local_changes(
+        g, modified, local_changes, backup_dir, repaired, check_mode=check_mode
+    )
+    if deleted:
+        repaired.append(f"restored deleted files: {', '.join(deleted)}")
+        if not check_mode:
+            g("checkout", "-q", "HEAD", "--", *deleted)
+    if before != target:
+        repaired.append(f"checked out {target} (was {before or 'nothing'})")
+        if not check_mode:
+            rc, out, err = run([git, "checkout", "-q", "--detach", target], dest)
+            if rc != 0:
+                raise CheckoutError(
+                    f"Cannot move {dest} to {target}: {(err or out).strip()}. Local changes "
+                    "were kept; set forge_local_changes: discard (saves them as a patch) or "
+                    "resolve them by hand."
+                )
+    return {
+        "action": "update" if repaired else "present",
+        "changed": bool(repaired),
+        "commit": target,
+        "before": before,
+        "repaired": repaired,
+        "local_changes": modified,
+        "discarded_to": discarded_to,
+        "kept": [],
+    }
+
+
+def _local_changes(
+    g: _Git,
+    modified: list[str],
+    policy: str,
+    backup_dir: str,
+    repaired: list[str],
+    *,
+    check_mode: bool,
+) -> str:
+    """Apply the local-changes policy; return the patch path when changes were discarded."""
+    if not modified or policy != "discard":
+        return ""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    patch = os.path.join(backup_dir or os.path.dirname(g.dest), f"local-changes-{stamp}.patch")
+    repaired.append(f"discarded local changes to {', '.join(modified)} (saved in {patch})")
+    if not check_mode:
+        diff = g("diff", "HEAD", "--binary", "--", *modified)
+        os.makedirs(os.path.dirname(patch), exist_ok=True)
+        with open(patch, "w") as handle:
+            handle.write(diff)
+        g("checkout", "-q", "HEAD", "--", *modified)
+    return patch
