@@ -372,7 +372,11 @@ def test_check_mode_on_a_fresh_host_reports_changes_and_makes_none(make_lab):
     )
     assert result.ok, result.explain()
     assert result.task("Render the systemd unit", host).changed
-    assert result.task("Write the login file (--gradio-auth-path)", host).changed
+    assert result.task(
+        "Install the launcher that hands Forge its API credentials in-process", host
+    ).changed
+    assert result.task("Say that the service would be created and started", host).changed
+    assert result.stats[host]["changed"] >= 5  # folders, login file, launcher, unit, service
     assert fresh.exec(host, "test", "-e", f"/etc/systemd/system/{UNIT}", check=False) == ""
     assert "not-found" in fresh.exec(host, "systemctl", "show", UNIT, "-p", "LoadState")
     assert (
