@@ -39,6 +39,9 @@ try:
     resp = urllib.request.urlopen(req, timeout=10)
 except urllib.error.HTTPError as err:
     resp = err
+except urllib.error.URLError as err:  # nothing listens (yet): status 0
+    print(json.dumps({"status": 0, "headers": [], "body": str(err.reason)}))
+    sys.exit(0)
 out = {"status": resp.status, "headers": resp.headers.get_all("set-cookie") or [],
        "body": resp.read().decode()}
 print(json.dumps(out))
