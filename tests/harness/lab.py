@@ -12,10 +12,14 @@ from pathlib import Path
 from lab import podman
 from lab.vms import Lab, set_gpu_scenario
 
-# Test labs live on ports 51001+ so they never collide with the operator's lab (50001+);
+# Test labs live on ports 51001-51999 so they never collide with the operator's lab (50001+);
 # each lab takes the first block of free ports, so concurrent test runs do not collide.
+# Parallel pytest workers (tests/run uses pytest-xdist) each search their own share of the
+# range, so two workers never pick the same free block before either binds it.
 _FIRST_TEST_PORT = 51001
+_LAST_TEST_PORT = 51999
 _BLOCK = 10
+_WORKER_SHARE = 250  # ports per worker: 25 blocks, 4 workers fit in the range
 
 
 def port_free(port: int) -> bool:
@@ -27,11 +31,20 @@ def port_free(port: int) -> bool:
     return True
 
 
+def _worker_ports() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ... under pytest-xdist
+    if not worker.startswith("gw"):
+        return range(_FIRST_TEST_PORT, _LAST_TEST_PORT + 1)
+    first = _FIRST_TEST_PORT + int(worker[2:]) * _WORKER_SHARE
+    return range(first, min(first + _WORKER_SHARE, _LAST_TEST_PORT + 1))
+
+
 def free_port_block(count: int) -> int:
-    for base in range(_FIRST_TEST_PORT, 52000, _BLOCK):
+    ports = _worker_ports()
+    for base in range(ports.start, ports.stop - count + 1, _BLOCK):
         if all(port_free(base + i) for i in range(count)):
             return base
-    raise RuntimeError("no free block of test ports between 51001 and 52000")
+    raise RuntimeError(f"no free block of {count} test ports between {ports.start} and {ports.stop - 1}")
 
 
 @dataclass(frozen=True)
