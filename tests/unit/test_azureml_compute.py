@@ -1,0 +1,195 @@
+"""module_utils/forge_fleet/azureml_compute.py in-process: the decisions alone, and the
+Fleet against the ARM stand-in through the real SDK (the errors an operator must understand)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from forge_fleet import azureml_compute as azureml
+from lab.paths import REPO_ROOT
+from lab.tls import CA_CERT
+from tests.harness.arm import RG, SUB, WS, arm_stand_in, ssh_public_key
+
+
+@pytest.mark.parametrize(
+    ("desired", "current", "action"),
+    [
+        ("present", None, "create"),
+        ("present", "Stopped", None),
+        ("started", None, "create"),
+        ("started", "Stopped", "start"),
+        ("started", "Running", None),
+        ("stopped", None, None),
+        ("stopped", "Running", "stop"),
+        ("stopped", "Stopped", None),
+        ("absent", "Running", "delete"),
+        ("absent", None, None),
+    ],
+)
+def test_plan_writes_only_what_differs(desired, current, action):
+    assert azureml.plan(desired, current) == action
+
+
+def test_plan_judges_a_passing_state_by_where_it_is_heading():
+    assert azureml.plan("stopped", azureml.settled_state("Starting")) == "stop"
+    assert azureml.plan("started", azureml.settled_state("Stopping")) == "start"
+    assert azureml.plan("absent", azureml.settled_state("Deleting")) is None
+
+
+def test_a_broken_instance_is_explained():
+    with pytest.raises(azureml.AzureMLError, match="is SetupFailed: it cannot be started; delete"):
+        azureml.plan("started", "SetupFailed")
+
+
+@pytest.fixture(scope="module")
+def arm_server(tmp_path_factory):
+    with arm_stand_in(tmp_path_factory.mktemp("arm")) as server:
+        yield server
+
+
+@pytest.fixture
+def arm(arm_server):
+    arm_server.reset()
+    arm_server.state.workspaces[(SUB, RG, WS)] = {}
+    return arm_server
+
+
+def fleet(arm, token=None, auth_source="token", **options):
+    credential = azureml.make_credential(auth_source, access_token=token or arm.state.token)
+    client = azureml.make_client(credential, SUB, arm.url, str(CA_CERT), polling_interval=0.1)
+    settings = {"wait_timeout": 30, "poll_interval": 0.1, **options}
+    return azureml.Fleet(client, RG, WS, "westeurope", **settings)
+
+
+@pytest.fixture
+def key(tmp_path):
+    return ssh_public_key(tmp_path).read_text()
+
+
+def test_quota_exceeded_is_explained_and_the_others_go_on(arm, key):
+    arm.state.quota_instances = 1
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob"}]
+    outcome = fleet(arm).converge(roster, "started", "Standard_NC4as_T4_v3", key)
+    message = outcome["failed"]["sd-bob"]
+    assert message.startswith("Quota exceeded for Standard_NC4as_T4_v3 (create sd-bob)")
+    assert "Quotas" in message
+    assert outcome["instances"]["sd-alice"]["state"] == "Running"
+    assert outcome["changed"] is True
+
+
+def test_ssh_key_rejected_by_azure_is_explained(arm, tmp_path):
+    # The stand-in takes ssh-rsa and ssh-ed25519 only; an ECDSA key passes the local check.
+    ecdsa = tmp_path / "ecdsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", str(ecdsa)], check=True)
+    outcome = fleet(arm).converge(
+        [{"name": "sd-alice"}],
+        "started",
+        "Standard_NC4as_T4_v3",
+        (tmp_path / "ecdsa.pub").read_text(),
+    )
+    assert outcome["failed"]["sd-alice"].startswith(
+        "Azure rejected the SSH public key (create sd-alice)"
+    )
+    assert outcome["changed"] is False
+    assert arm.instance(SUB, RG, WS, "sd-alice") is None
+
+
+def test_a_private_key_given_as_public_key_is_refused_before_any_write(arm):
+    with pytest.raises(azureml.AzureMLError, match="not an OpenSSH public key line"):
+        fleet(arm).converge(
+            [{"name": "sd-alice"}], "started", "X", "-----BEGIN OPENSSH PRIVATE KEY-----"
+        )
+    assert arm.state.writes == []
+
+
+def test_not_logged_in_says_how_to_log_in(arm):
+    # No Azure CLI login on this machine: AzureCliCredential cannot get a token.
+    with pytest.raises(azureml.AzureMLError) as raised:
+        fleet(arm, auth_source="cli").converge([{"name": "sd-alice"}], "started")
+    assert str(raised.value).startswith("Not logged in to Azure")
+    assert "az login" in str(raised.value) and "AZURE_CLIENT_SECRET" in str(raised.value)
+    assert arm.state.log == []
+
+
+def test_no_access_to_the_workspace_is_explained(arm):
+    arm.state.forbidden.add(WS)
+    with pytest.raises(azureml.AzureMLError) as raised:
+        fleet(arm).converge([{"name": "sd-alice"}], "started")
+    assert f"No access on workspace {WS} ({RG}) (HTTP 403 AuthorizationFailed)" in str(raised.value)
+    assert "AzureML Compute Operator" in str(raised.value)
+    assert arm.state.writes == []
+
+
+def test_bad_roster_entries_are_reported_together():
+    roster = [{"name": "1-bad"}, {"name": "ok-name", "object_id": "x"}, {"name": "ok-name"}]
+    with pytest.raises(azureml.AzureMLError) as raised:
+        azureml.check_roster(roster, "started", "Standard_NC4as_T4_v3")
+    text = str(raised.value)
+    assert "roster entry 1 (1-bad): the name must be 3-24 letters" in text
+    assert "roster entry 2 (ok-name): give both object_id and tenant_id" in text
+    assert "roster entry 3 (ok-name): the name appears twice" in text
+
+
+def test_stopped_creates_nothing(arm):
+    outcome = fleet(arm).converge([{"name": "sd-alice"}], "stopped")
+    assert outcome["changed"] is False and arm.state.writes == []
+
+
+def test_a_stopping_instance_is_waited_for_then_started(arm):
+    arm.add_instance(SUB, RG, WS, "sd-alice", state="Stopping")
+    arm.state.transitions[arm.instance(SUB, RG, WS, "sd-alice")["id"]] = {
+        "to": "Stopped",
+        "gets": 1,
+    }
+    lines = []
+    outcome = fleet(arm, say=lines.append).converge([{"name": "sd-alice"}], "started")
+    assert outcome["instances"]["sd-alice"] == {
+        "action": "start",
+        "state_before": "Stopping",
+        "changed": True,
+        "state": "Running",
+    }
+    assert [w["path"].rsplit("/", 1)[1] for w in arm.state.writes] == ["start"]
+    assert any("sd-alice: Stopping, waiting before start" in line for line in lines)
+
+
+def test_the_wait_is_bounded_and_names_what_is_still_pending(arm):
+    arm.add_instance(SUB, RG, WS, "sd-alice", state="Stopped")
+    arm.state.transition_gets = 10_000  # it stays Starting
+    started = time.monotonic()
+    outcome = fleet(arm, wait_timeout=1).converge([{"name": "sd-alice"}], "started")
+    assert time.monotonic() - started < 10
+    assert "sd-alice still Starting after 1 s" in outcome["failed"]["sd-alice"]
+    assert outcome["instances"]["sd-alice"]["changed"] is True
+
+
+def test_importing_it_loads_no_azure_sdk():
+    # module_utils/ runs on VMs too: the SDK is imported only where Azure is called.
+    probe = (
+        "import sys; import forge_fleet.azureml_compute; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('azure', 'requests')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={"PYTHONPATH": str(REPO_ROOT / "module_utils")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_create_failing_in_its_async_operation_is_named(arm, key):
+    arm.state.failing_creates["sd-bob"] = (
+        "QuotaExceeded",
+        "Operation results in exceeding quota limits of Core. Maximum allowed: 4.",
+    )
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob"}]
+    outcome = fleet(arm).converge(roster, "started", "Standard_NC4as_T4_v3", key)
+    assert set(outcome["failed"]) == {"sd-bob"}
+    assert outcome["failed"]["sd-bob"].startswith("Quota exceeded for Standard_NC4as_T4_v3")
+    assert outcome["instances"]["sd-alice"]["state"] == "Running"
