@@ -47,7 +47,9 @@ def _record_path(playbook_dir: str) -> str:
     explicit = os.environ.get("FORGE_RUN_RECORD")
     if explicit:
         return explicit
-    root = playbook_dir[: -len("/playbooks")] if playbook_dir.endswith("/playbooks") else playbook_dir
+    root = (
+        playbook_dir[: -len("/playbooks")] if playbook_dir.endswith("/playbooks") else playbook_dir
+    )
     return os.path.join(root, "reports", ".run-record.json")
 
 
