@@ -39,7 +39,7 @@ def test_site_converges_two_vms_with_stand_ins_and_reruns_with_no_change():
     try:
         rc, recap, output = site(name, port)
         assert rc == 0, output[-4000:]
-        assert sorted(recap) == [f"{name}-1", f"{name}-2"]
+        assert sorted(recap) == [lab.vm_name(1), lab.vm_name(2)]
         assert all(changed > 0 and failed == 0 for changed, _, failed in recap.values())
         # it ends with the fleet report's path and each VM's share URL
         assert f"forge-lab: fleet report: {REPO_ROOT}/reports/fleet-report.html" in output
@@ -53,7 +53,7 @@ def test_site_converges_two_vms_with_stand_ins_and_reruns_with_no_change():
             assert "tiny-sd15.safetensors" in listing
         rc, recap, output = site(name, port)
         assert rc == 0, output[-4000:]
-        assert recap == {f"{name}-1": (0, 0, 0), f"{name}-2": (0, 0, 0)}
+        assert recap == {lab.vm_name(1): (0, 0, 0), lab.vm_name(2): (0, 0, 0)}
         listing = lab.status()
         assert [row["state"] for row in listing] == ["running", "running"]
     finally:
