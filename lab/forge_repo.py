@@ -24,6 +24,7 @@ import subprocess
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,6 +258,19 @@ def build(out_dir: Path) -> Built:
 # -- serving ----------------------------------------------------------------------------
 
 
+def stable_ports(gateway: str, key: str) -> tuple[int, int]:
+    """Two ports derived from ``key`` (41000-46999), or (0, 0) when either is taken."""
+    base = 41000 + (zlib.crc32(key.encode()) % 3000) * 2
+    for port in (base, base + 1):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((gateway, port))
+            except OSError:
+                return (0, 0)
+    return (base, base + 1)
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -282,10 +296,14 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serving(gateway: str, out_dir: Path) -> Iterator[Served]:
-    """Build, then serve the repositories (git daemon) and the package index (HTTPS)."""
+def serving(gateway: str, out_dir: Path, ports: tuple[int, int] = (0, 0)) -> Iterator[Served]:
+    """Build, then serve the repositories (git daemon) and the package index (HTTPS).
+
+    ``ports``: (git, index); 0 = any free port. Fixed ports keep the URLs of a lab the same
+    from one run to the next, so a re-run sees no change of origin or index.
+    """
     built = build(out_dir)
-    git_port = _free_port(gateway)
+    git_port = ports[0] or _free_port(gateway)
     daemon = subprocess.Popen(
         [
             "git",
@@ -312,7 +330,7 @@ def serving(gateway: str, out_dir: Path) -> Iterator[Served]:
         def handler(*args: object) -> _QuietHandler:
             return _QuietHandler(*args, directory=str(built.www_dir))
 
-        server = http.server.ThreadingHTTPServer((gateway, 0), handler)
+        server = http.server.ThreadingHTTPServer((gateway, ports[1]), handler)
         server.daemon_threads = True
         server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()

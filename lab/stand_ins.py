@@ -64,7 +64,12 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
     token, api_key = f"hf_{secrets.token_hex(16)}", secrets.token_hex(16)
     with (
         ModelHub(gateway, tls=(str(cert), str(key))) as hub,
-        forge_repo.serving(gateway, vars_path.parent / f"{vars_path.stem}-forge") as forge,
+        forge_repo.serving(
+            gateway,
+            vars_path.parent / f"{vars_path.stem}-forge",
+            # the same URLs on every run of this lab: a re-run changes nothing
+            forge_repo.stable_ports(gateway, str(vars_path)),
+        ) as forge,
     ):
         hub.state.tokens.add(token)
         hub.state.granted.add(token)

@@ -32,8 +32,8 @@ def site(name: str, port: int) -> tuple[int, dict[str, tuple[int, int, int]], st
 
 
 def test_site_converges_two_vms_with_stand_ins_and_reruns_with_no_change():
-    name = "t-lab-site"
-    lab = Lab(name=name)
+    lab = Lab(name="t-lab-site")
+    name = lab.name  # with FORGE_LAB_PREFIX, the VMs are <prefix>t-lab-site-N
     lab.down()
     port = _free_port_block(2)
     try:

@@ -1,0 +1,279 @@
+"""The conda and forge stages on lab VMs: the conda double at /anaconda, the Forge stand-in
+repository served by a real git daemon, its preparation installing from the lab's package
+index.
+
+Two VMs shared by the module: the first converges and then drifts; the second shows the
+dry run on a fresh VM, conda missing, and a pip failure followed by a retry.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab import forge_repo
+from tests.harness.playbook import run_playbook
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+FORGE = "/home/azureuser/stable-diffusion-webui-forge"
+ENV = "/anaconda/envs/forge"
+RECORD = "/var/lib/forge-fleet/forge.json"
+MODEL = f"{FORGE}/models/Stable-diffusion/operator-model.safetensors"
+EXT = f"{FORGE}/extensions/sd-forge-standin-extension"
+STAGES = "preflight,base,conda,forge"
+
+
+@pytest.fixture(scope="module")
+def served(lab, tmp_path_factory):
+    with forge_repo.serving(lab.lab.gateway, tmp_path_factory.mktemp("forge") / "srv") as srv:
+        yield srv
+
+
+def converge(lab, served, host, *, tags=STAGES, playbook="site.yml", **extra):
+    return run_playbook(
+        playbook,
+        lab.inventory,
+        extravars={**served.settings(), "forge_prepare_poll_interval": 1, **extra.pop("vars", {})},
+        tags=tags,
+        limit=host,
+        **extra,
+    )
+
+
+def as_user(lab, host, command: str, check: bool = True) -> str:
+    return lab.exec(host, "runuser", "-u", "azureuser", "--", "sh", "-c", command, check=check)
+
+
+def exists(lab, host, path: str) -> bool:
+    return lab.exec(host, "sh", "-c", f"test -e '{path}' && echo yes || echo no").strip() == "yes"
+
+
+def head(lab, host, path=FORGE) -> str:
+    return as_user(lab, host, f"git -C '{path}' rev-parse HEAD").strip()
+
+
+def record(lab, host) -> dict:
+    return json.loads(lab.exec(host, "cat", RECORD))
+
+
+# -- a fresh VM: the dry run, then conda missing ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dry_run(lab, served):
+    host = lab.hosts[1]
+    result = converge(lab, served, host, check=True)
+    assert result.ok, result.explain()
+    return result
+
+
+def test_check_on_a_fresh_vm_says_what_would_be_created_cloned_and_installed(lab, dry_run):
+    host = lab.hosts[1]
+    env = dry_run.task("Create the conda environment for Forge", host)
+    assert env.changed and env.res["action"] == "created"
+    clone = dry_run.task("Check out Forge at the pinned commit", host)
+    assert clone.changed and clone.res["action"] == "clone"
+    assert dry_run.task("Report webui-user.sh as written with the clone (check mode)", host).changed
+    prepare = dry_run.task("Report the preparation that would run (check mode)", host)
+    assert prepare.changed and "torch==2.3.1" in prepare.res["msg"]
+
+
+def test_check_on_a_fresh_vm_changes_nothing(lab, dry_run):
+    host = lab.hosts[1]
+    for path in (ENV, FORGE, RECORD):
+        assert not exists(lab, host, path), path
+
+
+def test_conda_missing_fails_naming_the_places_and_changes_nothing(lab, served, dry_run):
+    host = lab.hosts[1]
+    lab.exec(host, "mv", "/anaconda", "/anaconda.away")
+    try:
+        result = converge(lab, served, host, tags="conda", playbook="playbooks/conda.yml")
+    finally:
+        lab.exec(host, "mv", "/anaconda.away", "/anaconda")
+    assert not result.ok
+    failure = result.task("Create the conda environment for Forge", host)
+    assert "conda not found; looked at: /anaconda/bin/conda" in failure.msg
+    assert "/home/azureuser/miniforge3/bin/conda" in failure.msg
+    assert "conda_executable" in failure.msg
+    assert result.stats[host]["changed"] == 0
+    assert not exists(lab, host, ENV)
+
+
+# -- pip fails, the next run tries again ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pip_failure(lab, served, dry_run):
+    host = lab.hosts[1]
+    bad = f"pip install torch==9.9.9 --extra-index-url {served.index_url}/whl/cu121"
+    return converge(lab, served, host, vars={"forge_torch_command": bad})
+
+
+def test_pip_failure_names_the_package_and_shows_pips_last_lines(lab, pip_failure):
+    host = lab.hosts[1]
+    assert not pip_failure.ok
+    failure = pip_failure.task("Collect the preparation result", host)
+    assert failure.failed
+    assert "pip could not install torch==9.9.9 (Couldn't install torch)" in failure.msg
+    assert "No matching distribution found for torch==9.9.9" in failure.msg
+    assert "the next run tries again" in failure.msg
+
+
+def test_pip_failure_records_nothing(lab, pip_failure):
+    assert not exists(lab, lab.hosts[1], RECORD)
+
+
+def test_next_run_after_a_pip_failure_prepares_again(lab, served, pip_failure):
+    host = lab.hosts[1]
+    result = converge(lab, served, host)
+    assert result.ok, result.explain()
+    assert result.task("Collect the preparation result", host).changed
+    assert record(lab, host)["prepared_at"]
+    assert "torch==2.3.1+cu121" in as_user(
+        lab, host, f"{ENV}/bin/python -m pip list --format=freeze"
+    )
+
+
+# -- the first VM: converge, re-run, drift -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def converged(lab, served):
+    host = lab.hosts[0]
+    # An operator (or the models stage) put a model where Forge will be cloned.
+    as_user(
+        lab,
+        host,
+        f"mkdir -p {FORGE}/models/Stable-diffusion && head -c 4096 /dev/urandom > {MODEL}",
+    )
+    model_sha = lab.exec(host, "sha256sum", MODEL).split()[0]
+    result = converge(lab, served, host)
+    assert result.ok, result.explain()
+    return result, model_sha
+
+
+def test_fresh_converge_checks_out_the_pinned_commit_as_a_real_checkout(lab, served, converged):
+    host = lab.hosts[0]
+    assert head(lab, host) == served.built.forge_commits[1]
+    assert lab.exec(host, "stat", "-c", "%U", f"{FORGE}/.git").strip() == "azureuser"
+    assert head(lab, host, EXT) == served.built.extension_commits[1]
+
+
+def test_models_present_before_the_clone_are_kept(lab, converged):
+    host = lab.hosts[0]
+    assert lab.exec(host, "sha256sum", MODEL).split()[0] == converged[1]
+    placeholder = f"{FORGE}/models/Stable-diffusion/Put Stable Diffusion checkpoints here.txt"
+    assert exists(lab, host, placeholder)
+
+
+def test_webui_user_sh_points_at_the_env_python_without_venv_args_or_secrets(lab, converged):
+    text = lab.exec(lab.hosts[0], "cat", f"{FORGE}/webui-user.sh")
+    assert f'python_cmd="{ENV}/bin/python"' in text
+    assert 'venv_dir="-"' in text
+    assert "/whl/cu121" in text  # the t4 scenario's driver 535 runs the cu121 build
+    assert "export COMMANDLINE_ARGS" not in text
+
+
+def test_preparation_installed_torch_and_the_requirements_into_the_env(lab, converged):
+    frozen = as_user(lab, lab.hosts[0], f"{ENV}/bin/python -m pip list --format=freeze")
+    assert "torch==2.3.1+cu121" in frozen
+    assert "forge-standin-deps==1.0.0" in frozen
+
+
+def test_record_is_root_owned_world_readable_and_matches_the_facts(lab, served, converged):
+    host = lab.hosts[0]
+    assert lab.exec(host, "stat", "-c", "%U:%G %a", RECORD).strip() == "root:root 644"
+    data = record(lab, host)
+    facts = converged[0].task("Export the Forge facts for later roles", host).res["ansible_facts"]
+    forge = facts["forge_fleet_forge"]
+    assert data["commit"] == forge["commit"] == served.built.forge_commits[1]
+    assert data["fingerprint"] == forge["fingerprint"] and len(forge["fingerprint"]) == 64
+    assert forge["extensions"] == [
+        {
+            "name": "sd-forge-standin-extension",
+            "url": served.extension_url,
+            "commit": served.built.extension_commits[1],
+        }
+    ]
+    assert data["torch_command"].startswith("pip install torch==2.3.1 torchvision==0.18.1")
+    assert len(data["requirements_sha256"]) == 64 and data["prepared_at"]
+
+
+def test_rerun_changes_nothing_and_runs_no_pip(lab, served, converged):
+    host = lab.hosts[0]
+    log = "/home/azureuser/.cache/forge-fleet/prepare.log"
+    before = lab.exec(host, "stat", "-c", "%Y", log)
+    again = converge(lab, served, host)
+    assert again.ok, again.explain()
+    assert again.stats[host]["changed"] == 0, again.changed_tasks(host)
+    assert "Start preparing Forge in the background (torch, then the requirements)" not in [
+        t.task.split(" : ")[-1] for t in again.for_host(host) if t.status == "ok"
+    ]
+    assert lab.exec(host, "stat", "-c", "%Y", log) == before
+
+
+def test_env_with_the_wrong_python_is_recreated(lab, served, converged):
+    host = lab.hosts[0]
+    as_user(lab, host, "/anaconda/bin/conda create -y -q -n forge python=3.9")
+    result = converge(lab, served, host, tags="conda", playbook="playbooks/conda.yml")
+    assert result.ok, result.explain()
+    env = result.task("Create the conda environment for Forge", host)
+    assert env.changed and env.res["action"] == "recreated" and env.res["found_version"] == "3.9.18"
+    version = as_user(lab, host, f"{ENV}/bin/python -c 'import sys; print(sys.version)'")
+    assert version.startswith("3.10.")
+    assert exists(lab, host, "/anaconda/envs/azureml_py39/bin/python")  # never touched
+
+
+@pytest.fixture(scope="module")
+def drifted(lab, served, converged):
+    """Every kind of drift at once, then one run."""
+    host = lab.hosts[0]
+    as_user(lab, host, f"git -C {FORGE} checkout -q {served.built.forge_commits[0]}")
+    as_user(lab, host, f"rm {FORGE}/launch.py")
+    as_user(lab, host, f"echo '# tuned by hand' >> {FORGE}/webui.sh")
+    as_user(lab, host, f"git -C {EXT} checkout -q {served.built.extension_commits[0]}")
+    as_user(lab, host, "/anaconda/bin/conda remove -y -q -n forge --all")
+    result = converge(lab, served, host)
+    assert result.ok, result.explain()
+    return result
+
+
+def test_commit_drift_is_repaired_and_said(lab, served, drifted):
+    host = lab.hosts[0]
+    assert head(lab, host) == served.built.forge_commits[1]
+    repaired = drifted.task("Check out Forge at the pinned commit", host).res["repaired"]
+    assert (
+        f"checked out {served.built.forge_commits[1]} (was {served.built.forge_commits[0]})"
+        in repaired
+    )
+
+
+def test_deleted_tracked_file_is_restored(lab, drifted):
+    host = lab.hosts[0]
+    assert exists(lab, host, f"{FORGE}/launch.py")
+    repaired = drifted.task("Check out Forge at the pinned commit", host).res["repaired"]
+    assert "restored deleted files: launch.py" in repaired
+
+
+def test_local_modification_is_listed_and_kept(lab, drifted):
+    host = lab.hosts[0]
+    checkout = drifted.task("Check out Forge at the pinned commit", host)
+    assert checkout.res["local_changes"] == ["webui.sh"]
+    assert any("webui.sh" in w for w in checkout.res.get("warnings", []))
+    assert lab.exec(host, "tail", "-n", "1", f"{FORGE}/webui.sh").strip() == "# tuned by hand"
+
+
+def test_extension_is_back_at_its_pinned_commit(lab, served, drifted):
+    assert head(lab, lab.hosts[0], EXT) == served.built.extension_commits[1]
+
+
+def test_deleted_env_is_recreated_and_prepared_again(lab, drifted):
+    host = lab.hosts[0]
+    env = drifted.task("Create the conda environment for Forge", host)
+    assert env.changed and env.res["action"] == "created"
+    assert drifted.task("Collect the preparation result", host).changed
+    frozen = as_user(lab, host, f"{ENV}/bin/python -m pip list --format=freeze")
+    assert "torch==2.3.1+cu121" in frozen
