@@ -1,0 +1,399 @@
+"""The webui stage on lab VMs: Forge (the stand-in) under the real systemd, behind its login.
+
+Two VMs shared by the module: the conda and forge stages prepare them once, then the webui
+playbook runs as an operator would run it. Requests to Forge are made from inside the VM
+(Forge listens on 127.0.0.1 there).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import stat
+import time
+
+import pytest
+
+from lab import forge_repo
+from lab.paths import REPO_ROOT
+from tests.harness.playbook import run_playbook
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+UNIT = "forge-webui.service"
+AUTH_FILE = "/home/azureuser/.config/forge-fleet/webui-auth"
+API_AUTH_FILE = "/home/azureuser/.config/forge-fleet/webui-api-auth"
+SCENARIO_FILE = "/etc/forge-lab/webui-scenario"
+
+# One request from inside the VM: prints {"status", "headers", "body"} as JSON.
+HTTP = r"""
+import base64, json, sys, urllib.error, urllib.parse, urllib.request
+method, path, form, basic = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+data = urllib.parse.urlencode(json.loads(form)).encode() if form else None
+req = urllib.request.Request("http://127.0.0.1:7860" + path, data=data, method=method)
+if basic:
+    req.add_header("Authorization", "Basic " + base64.b64encode(basic.encode()).decode())
+try:
+    resp = urllib.request.urlopen(req, timeout=10)
+except urllib.error.HTTPError as err:
+    resp = err
+except urllib.error.URLError as err:  # nothing listens (yet): status 0
+    print(json.dumps({"status": 0, "headers": [], "body": str(err.reason)}))
+    sys.exit(0)
+out = {"status": resp.status, "headers": resp.headers.get_all("set-cookie") or [],
+       "body": resp.read().decode()}
+print(json.dumps(out))
+"""
+
+
+def ask(lab, host, path, *, method="GET", form=None, basic=""):
+    raw = lab.exec(host, "python3", "-c", HTTP, method, path, json.dumps(form or ""), basic)
+    return json.loads(raw)
+
+
+def show(lab, host, prop):
+    return lab.exec(host, "systemctl", "show", UNIT, "-p", prop, "--value").strip()
+
+
+def main_pid(lab, host) -> int:
+    return int(show(lab, host, "MainPID"))
+
+
+def starts(lab, host) -> int:
+    """How many times systemd started the unit so far (its 'Started ...' journal lines)."""
+    journal = lab.exec(host, "journalctl", "--no-pager", "-u", UNIT, "-o", "cat")
+    return len(re.findall(r"^Started forge-webui\.service", journal, re.M))
+
+
+def webui(lab, **options):
+    """playbooks/webui.yml with the module's settings; credentials kept in a test folder."""
+    extravars = {**BASE, "webui_credentials_dir": str(CREDENTIALS), **options.pop("extravars", {})}
+    return run_playbook("playbooks/webui.yml", lab.inventory, extravars=extravars, **options)
+
+
+def credentials() -> dict[str, dict[str, str]]:
+    """The access file the instructor hands out, by host."""
+    with (CREDENTIALS / "webui-access.csv").open(encoding="utf-8") as handle:
+        return {row["host"]: row for row in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="module")
+def forge_stand_in(lab, tmp_path_factory):
+    """The Forge stand-in repository (git daemon) and package index, served to the lab."""
+    with forge_repo.serving(lab.lab.gateway, tmp_path_factory.mktemp("forge")) as served:
+        yield served.settings()
+
+
+def _prepare_forge(lab, settings):
+    """The stages site.yml runs before the webui that it needs: preflight, base, conda, forge."""
+    result = run_playbook(
+        "site.yml",
+        lab.inventory,
+        extravars={**settings, "preflight_report": False},
+        tags="preflight,base,conda,forge",
+    )
+    assert result.ok, result.explain()
+
+
+BASE = {"webui_api": True}
+CREDENTIALS = REPO_ROOT / ".lab" / "test-webui-credentials"
+
+
+@pytest.fixture(scope="module")
+def converged(lab, forge_stand_in):
+    shutil.rmtree(CREDENTIALS, ignore_errors=True)
+    _prepare_forge(lab, forge_stand_in)
+    for host in lab.hosts:
+        lab.exec(host, "rm", "-f", SCENARIO_FILE)
+    result = webui(lab, verbosity=3)
+    assert result.ok, result.explain()
+    return result
+
+
+@pytest.fixture(scope="module")
+def rerun(lab, converged):
+    pids = {host: main_pid(lab, host) for host in lab.hosts}
+    result = webui(lab)
+    assert result.ok, result.explain()
+    return result, pids
+
+
+def test_forge_runs_under_systemd_as_azureuser_enabled_at_boot(lab, converged):
+    for host in lab.hosts:
+        assert show(lab, host, "ActiveState") == "active"
+        assert lab.exec(host, "systemctl", "is-enabled", UNIT).strip() == "enabled"
+        assert lab.exec(host, "ps", "-o", "user=", "-p", str(main_pid(lab, host))).strip() == (
+            "azureuser"
+        )
+
+
+def test_rerun_changes_nothing_and_keeps_the_main_pid(lab, rerun):
+    result, pids = rerun
+    for host in lab.hosts:
+        assert result.stats[host]["changed"] == 0, result.changed_tasks(host)
+        assert main_pid(lab, host) == pids[host]
+
+
+def test_auth_file_is_0600_azureuser_with_the_handed_out_password(lab, converged):
+    handed = credentials()
+    for host in lab.hosts:
+        owner_mode = lab.exec(host, "stat", "-c", "%U %G %a", AUTH_FILE).split()
+        assert owner_mode == ["azureuser", "azureuser", "600"]
+        assert lab.exec(host, "cat", AUTH_FILE) == f"student:{handed[host]['password']}\n"
+        assert lab.exec(host, "stat", "-c", "%U %a", API_AUTH_FILE).split() == ["azureuser", "600"]
+
+
+def test_the_access_file_on_the_controller_is_0600_with_each_hosts_share_url(lab, converged):
+    path = REPO_ROOT / "credentials" / "webui-access.csv"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    handed = credentials()
+    for host in lab.hosts:
+        fact = converged.task("Export the webui fact", host).res["ansible_facts"]["webui_service"]
+        assert re.fullmatch(r"https://[0-9a-f]{18}\.gradio\.live", fact["share_url"])
+        assert handed[host]["share_url"] == fact["share_url"]
+        assert handed[host]["user"] == "student"
+        assert len(handed[host]["password"]) == 24
+        # the line at the end of the play, and the URL gradio printed during this start
+        report = converged.task("Report the share URL", host).res["msg"]
+        assert f"share URL {fact['share_url']}" in report
+        journal = lab.exec(host, "journalctl", "--no-pager", "-u", UNIT, "-o", "cat")
+        assert f"Running on public URL: {fact['share_url']}" in journal
+    assert len({handed[h]["password"] for h in lab.hosts}) == 2  # one password per host
+
+
+def test_right_password_logs_in_and_a_wrong_one_is_refused(lab, converged):
+    handed = credentials()
+    host = lab.hosts[0]
+    ok = ask(
+        lab,
+        host,
+        "/login",
+        method="POST",
+        form={"username": "student", "password": handed[host]["password"]},
+    )
+    assert (ok["status"], json.loads(ok["body"])) == (200, {"success": True})
+    assert any(c.startswith("access-token-") for c in ok["headers"])
+    wrong = ask(
+        lab, host, "/login", method="POST", form={"username": "student", "password": "guess"}
+    )
+    assert (wrong["status"], json.loads(wrong["body"])) == (
+        400,
+        {"detail": "Incorrect credentials."},
+    )
+    other = handed[lab.hosts[1]]["password"]
+    assert (
+        ask(lab, host, "/login", method="POST", form={"username": "student", "password": other})[
+            "status"
+        ]
+        == 400
+    )
+
+
+def test_ui_and_api_refuse_anonymous_requests(lab, converged):
+    handed = credentials()
+    host = lab.hosts[0]
+    for path in ("/config", "/login_check"):
+        answer = ask(lab, host, path)
+        assert (answer["status"], json.loads(answer["body"])) == (
+            401,
+            {"detail": "Not authenticated"},
+        )
+    assert ask(lab, host, "/sdapi/v1/sd-models")["status"] == 401
+    assert ask(lab, host, "/sdapi/v1/sd-models", basic="api:wrong")["status"] == 401
+    right = f"api:{handed[host]['api_password']}"
+    assert ask(lab, host, "/sdapi/v1/sd-models", basic=right)["status"] == 200
+
+
+@pytest.mark.parametrize("column", ["password", "api_password"])
+def test_no_password_in_ps_journal_sysinfo_or_vvv_output(lab, converged, column):
+    handed = credentials()
+    assert "the output has been hidden due to the fact that" in converged.stdout
+    for host in lab.hosts:
+        secret = handed[host][column]
+        assert secret not in converged.stdout
+        assert secret not in lab.exec(host, "ps", "-eo", "args")
+        assert secret not in lab.exec(host, "cat", f"/proc/{main_pid(lab, host)}/cmdline")
+        assert secret not in lab.exec(host, "journalctl", "--no-pager", "-o", "cat")
+        assert secret not in lab.exec(host, "systemctl", "cat", UNIT)
+        sysinfo = ask(lab, host, "/internal/sysinfo")
+        assert sysinfo["status"] == 200  # no login needed, as in Forge
+        assert secret not in sysinfo["body"]
+    info = json.loads(ask(lab, lab.hosts[0], "/internal/sysinfo")["body"])
+    assert "--api-auth" in info["Commandline"]  # it did reach Forge, in-process, redacted
+    assert info["Commandline"][info["Commandline"].index("--api-auth") + 1] == "<hidden>"
+    assert "COMMANDLINE_ARGS" not in info["Environment"]
+
+
+def test_an_argument_change_restarts_forge_exactly_once(lab, rerun):
+    host, other = lab.hosts
+    before, other_pid = starts(lab, host), main_pid(lab, other)
+    result = webui(lab, extravars={"webui_extra_args": ["--xformers"]}, limit=host)
+    assert result.ok, result.explain()
+    assert starts(lab, host) == before + 1
+    assert "--xformers" in lab.exec(host, "cat", f"/proc/{main_pid(lab, host)}/cmdline")
+    assert main_pid(lab, other) == other_pid
+    back = webui(lab, limit=host)  # back to the module's settings
+    assert back.ok, back.explain()
+    assert starts(lab, host) == before + 2
+
+
+def test_a_share_link_older_than_the_limit_is_renewed_by_a_restart(lab, rerun):
+    host = lab.hosts[0]
+    before = starts(lab, host)
+    old_link = credentials()[host]["share_url"]
+    time.sleep(2)  # older than 0.0005 h = 1.8 s
+    result = webui(lab, extravars={"webui_share_max_age_hours": 0.0005}, limit=host)
+    assert result.ok, result.explain()
+    assert result.task("Renew a share link older than webui_share_max_age_hours", host).changed
+    assert starts(lab, host) == before + 1
+    new_link = result.task("Export the webui fact", host).res["ansible_facts"]["webui_service"]
+    assert new_link["share_url"] != old_link
+    assert credentials()[host]["share_url"] == new_link["share_url"]
+
+
+def test_a_new_forge_fingerprint_restarts_forge_once(lab, rerun):
+    host = lab.hosts[1]
+    lab.exec(
+        host,
+        "python3",
+        "-c",
+        "import json; p = '/var/lib/forge-fleet/forge.json'; d = json.load(open(p)); "
+        "d['fingerprint'] = 'new-checkout-by-test'; json.dump(d, open(p, 'w'))",
+    )
+    before = starts(lab, host)
+    result = webui(lab, limit=host)
+    assert result.ok, result.explain()
+    assert starts(lab, host) == before + 1
+    assert "new-checkout-by-test" in lab.exec(host, "systemctl", "cat", UNIT)
+
+
+def test_systemd_brings_forge_back_after_kill_9(lab, rerun):
+    host = lab.hosts[0]
+    pid = main_pid(lab, host)
+    lab.exec(host, "kill", "-9", str(pid))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = main_pid(lab, host)
+        if now not in (0, pid) and ask(lab, host, "/login_check")["status"] == 401:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"forge-webui did not come back after kill -9 (MainPID {main_pid(lab, host)})")
+    assert show(lab, host, "ActiveState") == "active"
+
+
+def test_share_link_unavailable_is_reported_with_gradios_reason_and_slow_start_waits(lab, rerun):
+    host = lab.hosts[1]
+    lab.exec(host, "sh", "-c", f"printf 'slow 10\\nshare-missing-binary\\n' > {SCENARIO_FILE}")
+    try:
+        began = time.monotonic()
+        result = webui(lab, extravars={"webui_state": "restarted"}, limit=host)
+        took = time.monotonic() - began
+    finally:
+        lab.exec(host, "rm", "-f", SCENARIO_FILE)
+    assert result.ok, result.explain()
+    assert took >= 10
+    # the health check itself waited (the restart before it took part of the 10 s)
+    assert result.task("Wait until Forge answers behind its login", host).res["ready_after"] >= 5
+    report = result.task("Report the share URL", host).res["msg"]
+    assert "share link unavailable: Could not create share link. Missing file:" in report
+    assert credentials()[host]["share_url"].startswith("unavailable: Could not create share link")
+
+
+def test_a_crash_at_start_fails_with_the_journal_tail_and_leaves_systemd_in_charge(lab, rerun):
+    host = lab.hosts[1]
+    lab.exec(host, "sh", "-c", f"echo crash > {SCENARIO_FILE}")
+    try:
+        result = webui(lab, extravars={"webui_state": "restarted"}, limit=host)
+        state = show(lab, host, "ActiveState") + "/" + show(lab, host, "SubState")
+    finally:
+        lab.exec(host, "rm", "-f", SCENARIO_FILE)
+    assert not result.ok
+    failure = result.task("Wait until Forge answers behind its login", host)
+    assert failure.failed
+    assert "Forge stopped while starting" in failure.msg
+    assert "Torch is not able to use GPU" in failure.msg  # the journal tail
+    assert state in ("activating/auto-restart", "failed/failed", "activating/start")
+    # the next run repairs it
+    again = webui(lab, limit=host)
+    assert again.ok, again.explain()
+    assert show(lab, host, "ActiveState") == "active"
+
+
+def test_webui_state_stops_and_starts_the_whole_fleet(lab, rerun):
+    stopped = webui(lab, extravars={"webui_state": "stopped"})
+    assert stopped.ok, stopped.explain()
+    for host in lab.hosts:
+        assert show(lab, host, "ActiveState") == "inactive"
+        assert lab.exec(host, "systemctl", "is-enabled", UNIT, check=False).strip() == "disabled"
+        assert "Forge stopped" in stopped.task("Report the share URL", host).res["msg"]
+    started = webui(lab)
+    assert started.ok, started.explain()
+    for host in lab.hosts:
+        assert show(lab, host, "ActiveState") == "active"
+        assert ask(lab, host, "/login_check")["status"] == 401
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"webui_auth": False}, "webui_share or webui_listen is on but webui_auth is off"),
+        ({"webui_extra_args": ["--no-such-flag", "--xformers"]}, "--no-such-flag"),
+        ({"webui_extra_args": ["--api-auth", "u:p"]}, "--api-auth is set through"),
+    ],
+    ids=["share-without-login", "unknown-flag", "password-flag"],
+)
+def test_bad_settings_are_refused_before_any_change(lab, rerun, options, message):
+    host = lab.hosts[0]
+    unit_before = lab.exec(host, "systemctl", "cat", UNIT)
+    pid = main_pid(lab, host)
+    result = webui(lab, extravars={**options}, limit=host)
+    assert not result.ok
+    assert message in result.failures()[0].msg
+    assert result.stats[host]["changed"] == 0
+    assert lab.exec(host, "systemctl", "cat", UNIT) == unit_before
+    assert main_pid(lab, host) == pid
+
+
+def test_check_mode_on_a_converged_host_reports_no_change(lab, rerun):
+    result = webui(lab, check=True)
+    assert result.ok, result.explain()
+    for host in lab.hosts:
+        assert result.stats[host]["changed"] == 0, result.changed_tasks(host)
+
+
+def test_check_mode_on_a_fresh_host_reports_changes_and_makes_none(make_lab):
+    fresh = make_lab(count=1)
+    host = fresh.hosts[0]
+    result = run_playbook(
+        "playbooks/webui.yml",
+        fresh.inventory,
+        check=True,
+        extravars={"webui_credentials_dir": str(CREDENTIALS)},
+    )
+    assert result.ok, result.explain()
+    assert result.task("Render the systemd unit", host).changed
+    assert result.task(
+        "Install the launcher that hands Forge its API credentials in-process", host
+    ).changed
+    assert result.task("Say that the service would be created and started", host).changed
+    assert result.stats[host]["changed"] >= 5  # folders, login file, launcher, unit, service
+    assert fresh.exec(host, "test", "-e", f"/etc/systemd/system/{UNIT}", check=False) == ""
+    assert "not-found" in fresh.exec(host, "systemctl", "show", UNIT, "-p", "LoadState")
+    assert (
+        fresh.exec(host, "sh", "-c", f"test -e {AUTH_FILE} && echo yes || echo no").strip() == "no"
+    )
+
+
+def test_generated_passwords_stay_on_the_controller_in_0700_and_0600(lab, converged):
+    assert stat.S_IMODE(CREDENTIALS.stat().st_mode) == 0o700
+    for host in lab.hosts:
+        stored = CREDENTIALS / host / "webui-password"
+        assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+        assert stored.read_text().strip() == credentials()[host]["password"]
+
+
+def test_the_default_credentials_folder_is_git_ignored():
+    assert "/credentials/" in (REPO_ROOT / ".gitignore").read_text().splitlines()
