@@ -4,14 +4,14 @@
 Serves a small demo catalog (an SD 1.5-layout checkpoint and an SD 1.5 LoRA built from real
 tensor layouts) from the Hugging Face / CivitAI stand-in over HTTPS on the lab network's
 gateway, with credentials made up for this run; real Azurite (container "outputs", a SAS
-made by the Azure SDK) and the AzCopy download-site stand-in for the sync stage. The settings reach ansible-playbook through a
-0600 extra-vars file, never the command line.
+made by the Azure SDK) and the AzCopy download-site stand-in for the sync stage. The
+settings reach ansible-playbook through a 0600 extra-vars file, never the command line.
 """
 
 from __future__ import annotations
 
-import os
 import datetime
+import os
 import secrets
 import signal
 import subprocess
@@ -25,8 +25,8 @@ import yaml
 
 from tests.doubles.download_site import DownloadSite, build_azcopy_tarball
 from tests.doubles.model_hub import ModelHub
-from tests.harness.azurite import Azurite
 from tests.fixtures import models
+from tests.harness.azurite import Azurite
 
 from .paths import REPO_ROOT, STATE_DIR
 from .tls import issue_server_cert
