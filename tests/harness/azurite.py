@@ -60,8 +60,13 @@ class Azurite:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.kill()  # a storage outage, not a shutdown: no grace needed
-            self.process.wait(timeout=10)
+            # SIGTERM: Azurite saves its metadata (saved only every few seconds otherwise)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
         self.process = None
 
     def __enter__(self) -> Azurite:
