@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from tests.harness.playbook import run_playbook
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 FORGE = "/home/azureuser/stable-diffusion-webui-forge"
+SYNC_RESULT = "/home/azureuser/.forge-sync/last-run.json"
 
 
 def read_csv(path: Path) -> dict[str, dict[str, str]]:
@@ -73,7 +75,9 @@ def test_site_writes_the_report_with_each_vms_own_values(lab, run):
         assert row["share_url"].endswith(".gradio.live")
         assert row["service_state"] == "active/running"
         assert row["user"] == "student"
-        assert row["sync_status"] == "no sync stage"
+        last_sync = lab.exec(host, "cat", SYNC_RESULT, check=False)  # the sync stage's record
+        sync_status = json.loads(last_sync)["status"] if last_sync.startswith("{") else "never run"
+        assert row["sync_status"] == sync_status
         assert row["status"] == "ok", row["problems"]
         # what this run changed: the recap's own count for the host
         assert int(row["changed"]) == run["result"].stats[host]["changed"] > 0
@@ -103,6 +107,10 @@ def test_the_html_is_self_contained_and_holds_no_secret(lab, run):
         for secret in run["secrets"]:
             assert secret not in text, f"a secret is in {path.name}"
         assert "sig=" not in text
+    if "sync_sas_url" in run["extravars"]:  # the lab's Azurite SAS, once the sync stage is in
+        signature = re.search(r"sig=([^&]+)", run["extravars"]["sync_sas_url"]).group(1)
+        for path in files:
+            assert signature not in path.read_text()
 
 
 def test_report_alone_flags_a_stopped_webui_and_an_unreachable_host(lab, run):
