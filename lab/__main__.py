@@ -12,9 +12,12 @@ lab/forge-lab stand-ins start|stop                serve the HF/CivitAI stand-ins
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from . import stand_ins
 from .image import ensure_image
@@ -66,7 +69,22 @@ def run_site(lab: Lab, count: int, playbook_args: list[str]) -> int:
     with stand_ins.running(lab.gateway, lab.state_dir / "site-stand-ins.yml") as extra_vars:
         command = site_command(str(inventory), str(extra_vars), playbook_args)
         print("forge-lab: " + " ".join(command), flush=True)
-        return subprocess.run(command, cwd=REPO_ROOT, check=False).returncode
+        started = time.time()
+        rc = subprocess.run(command, cwd=REPO_ROOT, check=False).returncode
+    print_report(REPO_ROOT / "reports" / "fleet-report.csv", started)
+    return rc
+
+
+def print_report(report_csv: Path, since: float) -> None:
+    """Print the fleet report's path and each VM's share URL, if this run wrote the report."""
+    if not report_csv.exists() or report_csv.stat().st_mtime < since:
+        print("forge-lab: no fleet report from this run (the play stopped before the report stage)")
+        return
+    print(f"forge-lab: fleet report: {report_csv.with_suffix('.html')}")
+    with report_csv.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            share = row["share_url"] or f"no share URL ({row['problems'] or row['service_state']})"
+            print(f"forge-lab:   {row['host']}  {share}")
 
 
 def make_parser() -> argparse.ArgumentParser:

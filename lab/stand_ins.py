@@ -3,13 +3,16 @@
 
 Serves a small demo catalog (an SD 1.5-layout checkpoint and an SD 1.5 LoRA built from real
 tensor layouts) from the Hugging Face / CivitAI stand-in over HTTPS on the lab network's
-gateway, with credentials made up for this run, and the Forge stand-in repository (git
-daemon) with the package index its preparation installs from (``lab/forge_repo.py``). The
+gateway, with credentials made up for this run, the Forge stand-in repository (git
+daemon) with the package index its preparation installs from (``lab/forge_repo.py``),
+real Azurite (container "outputs", a SAS made by the Azure SDK) and the AzCopy
+download-site stand-in for the sync stage. The
 settings reach ansible-playbook through a 0600 extra-vars file, never the command line.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import secrets
 import signal
@@ -22,8 +25,10 @@ from pathlib import Path
 
 import yaml
 
+from tests.doubles.download_site import DownloadSite, build_azcopy_tarball
 from tests.doubles.model_hub import ModelHub
 from tests.fixtures import models
+from tests.harness.azurite import Azurite
 
 from . import forge_repo
 from .paths import REPO_ROOT, STATE_DIR
@@ -62,15 +67,21 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
     files = _content()
     cert, key = issue_server_cert([gateway], CONTENT_DIR / "tls")
     token, api_key = f"hf_{secrets.token_hex(16)}", secrets.token_hex(16)
+    tarball, tarball_sha256 = build_azcopy_tarball(CONTENT_DIR / "azcopy-site")
+    tls = (str(cert), str(key))
     with (
-        ModelHub(gateway, tls=(str(cert), str(key))) as hub,
+        ModelHub(gateway, tls=tls) as hub,
         forge_repo.serving(
             gateway,
             vars_path.parent / f"{vars_path.stem}-forge",
             # the same URLs on every run of this lab: a re-run changes nothing
             forge_repo.stable_ports(gateway, str(vars_path)),
         ) as forge,
+        Azurite(gateway, CONTENT_DIR / "azurite", tls) as azurite,
+        DownloadSite(gateway, tarball.parent, tls) as azcopy_site,
     ):
+        if not azurite.service().get_container_client("outputs").exists():
+            azurite.service().create_container("outputs")
         hub.state.tokens.add(token)
         hub.state.granted.add(token)
         hub.state.civitai_keys.add(api_key)
@@ -91,6 +102,10 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
             "models_civitai_api_key": api_key,
             # the Forge stand-in: git server, pinned commit and extension, package index
             **forge.settings(),
+            # outputs sync: real Azurite (container "outputs") and AzCopy from the npm binary
+            "sync_sas_url": azurite.sas_url("outputs", "rwl", datetime.timedelta(days=30)),
+            "sync_azcopy_url": f"{azcopy_site.url}/{tarball.name}",
+            "sync_azcopy_sha256": tarball_sha256,
         }
         fd = os.open(vars_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:

@@ -42,6 +42,10 @@ def test_site_converges_two_vms_with_stand_ins_and_reruns_with_no_change():
         vms = [lab.vm_name(1), lab.vm_name(2)]  # FORGE_LAB_PREFIX may prefix the names
         assert sorted(recap) == vms
         assert all(changed > 0 and failed == 0 for changed, _, failed in recap.values())
+        # it ends with the fleet report's path and each VM's share URL
+        assert f"forge-lab: fleet report: {REPO_ROOT}/reports/fleet-report.html" in output
+        for host in recap:
+            assert re.search(rf"^forge-lab:   {host}  https://\S+\.gradio\.live$", output, re.M)
         for host in recap:  # the demo catalog landed through the stand-ins
             listing = podman.exec_in(
                 host, "ls", f"{FORGE}/models/Lora", f"{FORGE}/models/Stable-diffusion"

@@ -1,0 +1,99 @@
+"""Real Azurite (npm) on the lab network, and container SAS URLs made by the real Azure SDK."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+
+from lab.paths import REPO_ROOT
+from lab.tls import CA_CERT
+
+ACCOUNT = "devstoreaccount1"
+# Azurite's well-known development account key (public, documented by Microsoft).
+ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+AZURITE = REPO_ROOT / "node_modules/.bin/azurite-blob"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class Azurite:
+    """azurite-blob over HTTPS (lab CA certificate) on ``host``; start() and stop() may repeat
+    on the same port and data folder, so a test can take the service down and back up."""
+
+    def __init__(self, host: str, data_dir: Path, tls: tuple[str, str]) -> None:
+        if not AZURITE.exists():
+            raise FileNotFoundError(f"{AZURITE} is missing: run scripts/bootstrap (npm install)")
+        self.host, self.data_dir, self.tls = host, data_dir, tls
+        self.port = _free_port(host)
+        self.url = f"https://{host}:{self.port}/{ACCOUNT}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [str(AZURITE), "--blobHost", self.host, "--blobPort", str(self.port),
+             "--location", str(self.data_dir), "--cert", self.tls[0], "--key", self.tls[1],
+             "--silent", "--loose", "--skipApiVersionCheck"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError("azurite-blob exited at start") from None
+                time.sleep(0.2)
+        raise RuntimeError("azurite-blob did not listen within 30 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            # SIGTERM: Azurite saves its metadata (saved only every few seconds otherwise)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def __enter__(self) -> Azurite:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def service(self) -> BlobServiceClient:
+        return BlobServiceClient(
+            self.url,
+            credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY},
+            connection_verify=str(CA_CERT),
+        )
+
+    def sas_url(self, container: str, permission: str, expires_in: datetime.timedelta) -> str:
+        token = generate_container_sas(
+            ACCOUNT,
+            container,
+            account_key=ACCOUNT_KEY,
+            permission=ContainerSasPermissions.from_string(permission),
+            expiry=datetime.datetime.now(datetime.timezone.utc) + expires_in,
+        )
+        return f"{self.url}/{container}?{token}"
+
+    def blobs(self, container: str) -> dict[str, int]:
+        """Blob name -> size in the container."""
+        client = self.service().get_container_client(container)
+        return {blob.name: blob.size for blob in client.list_blobs()}
