@@ -3,8 +3,10 @@
 Enabled in ansible.cfg (callbacks_enabled). Keeps, per host, the names of the tasks that
 changed something (or would, in --check), the first task that failed with its message, and
 why the host became unreachable, and writes them as JSON after each such event to
-``$FORGE_RUN_RECORD`` (default ``<repository>/reports/.run-record.json``), so the report
-stage, which runs last in the same ansible-playbook process, reads an up-to-date record.
+``$FORGE_RUN_RECORD``, so the report stage, which runs last in the same ansible-playbook
+process, reads an up-to-date record. Unset, the file is ``<repository>/reports/.run-record-<pid>.json``
+(one per run, so two runs from one checkout never mix their records), exported as
+``FORGE_RUN_RECORD`` to the run's tasks and removed when the run ends.
 
 Why a callback: Ansible keeps per-host counts (the recap) in the executor, out of reach of
 tasks; a callback sees every result as it happens. Messages of ``no_log`` tasks arrive
@@ -28,8 +30,9 @@ short_description: Record per host what this run changed and what failed, for th
 description:
   - Writes a JSON record (run start time, per host the changed task names, the first failure
     and the unreachable message) that the report role reads at the end of the run.
-  - The file is C($FORGE_RUN_RECORD), or C(reports/.run-record.json) next to the playbook
-    (the repository root when the playbook is in C(playbooks/)).
+  - The file is C($FORGE_RUN_RECORD), or C(reports/.run-record-<pid>.json) next to the
+    playbook (the repository root when the playbook is in C(playbooks/)), exported as
+    C(FORGE_RUN_RECORD) to the run and removed at its end.
 requirements:
   - enabled in ansible.cfg (callbacks_enabled)
 """
@@ -50,7 +53,7 @@ def _record_path(playbook_dir: str) -> str:
     root = (
         playbook_dir[: -len("/playbooks")] if playbook_dir.endswith("/playbooks") else playbook_dir
     )
-    return os.path.join(root, "reports", ".run-record.json")
+    return os.path.join(root, "reports", f".run-record-{os.getpid()}.json")
 
 
 class CallbackModule(CallbackBase):
@@ -62,6 +65,7 @@ class CallbackModule(CallbackBase):
     def __init__(self) -> None:
         super().__init__()
         self._path = ""
+        self._own_file = False
         self._record: dict[str, Any] = {"started": "", "hosts": {}}
 
     def _host(self, name: str) -> dict[str, Any]:
@@ -81,7 +85,9 @@ class CallbackModule(CallbackBase):
         os.replace(temporary, self._path)
 
     def v2_playbook_on_start(self, playbook) -> None:
+        self._own_file = not os.environ.get("FORGE_RUN_RECORD")
         self._path = _record_path(os.path.abspath(playbook._basedir))
+        os.environ["FORGE_RUN_RECORD"] = self._path  # workers fork from here: the report reads it
         self._record["started"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._write()
 
@@ -102,3 +108,10 @@ class CallbackModule(CallbackBase):
         host = self._host(result._host.get_name())
         host["unreachable"] = {"task": result._task.get_name(), "msg": _message(result._result)}
         self._write()
+
+    def v2_playbook_on_stats(self, stats) -> None:
+        if self._own_file and self._path:
+            try:
+                os.remove(self._path)
+            except FileNotFoundError:
+                pass
