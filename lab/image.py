@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import podman
-from .paths import REPO_ROOT
+from .paths import REPO_ROOT, state_lock
 
 IMAGE_NAME = "localhost/forge-fleet-lab"
 RECIPE_DIRS = (REPO_ROOT / "lab" / "image", REPO_ROOT / "tests" / "doubles" / "rootfs")
@@ -39,6 +39,13 @@ def image_ref() -> str:
 def ensure_image(*, force: bool = False) -> str:
     """Return the current image reference, building it first if it is missing."""
     ref = image_ref()
+    if not force and podman.image_exists(ref):
+        return ref
+    with state_lock():
+        return _build_unless_there(ref, force=force)
+
+
+def _build_unless_there(ref: str, *, force: bool) -> str:
     if force or not podman.image_exists(ref):
         print(f"forge-lab: building image {ref} (recipe changed or image missing)", flush=True)
         subprocess.run([str(REPO_ROOT / "lab" / "image" / "build.sh"), ref], check=True)

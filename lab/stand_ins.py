@@ -31,7 +31,7 @@ from tests.fixtures import models
 from tests.harness.azurite import Azurite
 
 from . import forge_repo
-from .paths import REPO_ROOT, STATE_DIR
+from .paths import REPO_ROOT, STATE_DIR, state_lock
 from .tls import issue_server_cert
 from .vms import Lab, LabError
 
@@ -64,10 +64,14 @@ def _content() -> dict[str, Path]:
 @contextmanager
 def running(gateway: str, vars_path: Path) -> Iterator[Path]:
     """Serve the stand-ins while the block runs; yields the extra-vars file for the playbook."""
-    files = _content()
-    cert, key = issue_server_cert([gateway], CONTENT_DIR / "tls")
+    with state_lock():  # the demo files are shared by every lab: made once
+        files = _content()
+        tarball, tarball_sha256 = build_azcopy_tarball(CONTENT_DIR / "azcopy-site")
+    # What one lab's stand-ins own (certificate, Azurite's storage) lives beside its settings
+    # file, so the stand-ins of several labs can serve side by side.
+    own = vars_path.parent / f"{vars_path.stem}-data"
+    cert, key = issue_server_cert([gateway], own / "tls")
     token, api_key = f"hf_{secrets.token_hex(16)}", secrets.token_hex(16)
-    tarball, tarball_sha256 = build_azcopy_tarball(CONTENT_DIR / "azcopy-site")
     tls = (str(cert), str(key))
     with (
         ModelHub(gateway, tls=tls) as hub,
@@ -77,7 +81,7 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
             # the same URLs on every run of this lab: a re-run changes nothing
             forge_repo.stable_ports(gateway, str(vars_path)),
         ) as forge,
-        Azurite(gateway, CONTENT_DIR / "azurite", tls) as azurite,
+        Azurite(gateway, own / "azurite", tls) as azurite,
         DownloadSite(gateway, tarball.parent, tls) as azcopy_site,
     ):
         if not azurite.service().get_container_client("outputs").exists():

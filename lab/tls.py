@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .paths import STATE_DIR
+from .paths import STATE_DIR, state_lock
 
 TLS_DIR = STATE_DIR / "tls"
 CA_CERT = TLS_DIR / "ca.pem"
@@ -39,6 +39,13 @@ def ensure_ca() -> Path:
     """Create the lab CA once; return the path of its certificate (PEM)."""
     if CA_CERT.exists() and CA_KEY.exists():
         return CA_CERT
+    with state_lock():
+        if CA_CERT.exists() and CA_KEY.exists():
+            return CA_CERT
+        return _create_ca()
+
+
+def _create_ca() -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Forge Fleet lab CA")])
     now = datetime.datetime.now(datetime.timezone.utc)

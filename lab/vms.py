@@ -18,7 +18,7 @@ import yaml
 
 from . import podman
 from .image import ensure_image
-from .paths import SSH_KEY, lab_dir
+from .paths import SSH_KEY, lab_dir, state_lock
 from .tls import ensure_ca
 
 LAB_LABEL = "forge-fleet.lab"
@@ -93,7 +93,8 @@ class Lab:
             raise LabError("a lab needs at least one VM: pass --count 1 or more")
         image = ensure_image()
         current_image_id = podman.image_id(image)
-        gateway = podman.ensure_network(NETWORK)
+        with state_lock():
+            gateway = podman.ensure_network(NETWORK)
         public_key = ensure_ssh_key()
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -202,12 +203,13 @@ class Lab:
 
 def ensure_ssh_key() -> str:
     """The lab's own SSH key pair (created once); returns the public key line."""
-    if not SSH_KEY.exists():
-        SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "forge-lab", "-f", str(SSH_KEY)],
-            check=True,
-        )
+    with state_lock():
+        if not SSH_KEY.exists():
+            SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "forge-lab", "-f", str(SSH_KEY)],
+                check=True,
+            )
     return SSH_KEY.with_suffix(".pub").read_text().strip()
 
 
