@@ -17,7 +17,6 @@ import queue
 import threading
 import time
 import urllib.parse
-from typing import Any
 
 from .download_http import (
     RETRY_STATUSES,
@@ -34,6 +33,7 @@ from .download_http import (
     public_url,
     request,
 )
+from .download_item import PlanItem
 from .download_plan import _stat
 from .download_progress import Progress
 
@@ -139,9 +139,9 @@ class _SegmentFetcher:
         parts = urllib.parse.urlsplit(url)
         headers = outgoing_headers(
             url,
-            _origin(self.fetch.item["url"]),
+            _origin(self.fetch.item.url),
             headers={"Range": f"bytes={first}-{last}"},
-            auth=self.fetch.item.get("auth"),
+            auth=self.fetch.item.auth,
             private_headers=self.fetch.private_headers,
         )
         try:
@@ -164,7 +164,7 @@ class _SegmentFetcher:
             if resp.status != 206:
                 resp.close()
                 raise DownloadError(f"{self.fetch.label}: the server stopped honouring Range")
-            if resp.url != self.fetch.item["url"]:
+            if resp.url != self.fetch.item.url:
                 self.url = resp.url  # a fresh storage URL for the segments still to come
             return resp
         resp = self._direct(url, first, last)
@@ -173,11 +173,11 @@ class _SegmentFetcher:
         self._drop(resp)
         if resp.status == 200:
             raise DownloadError(f"{self.fetch.label}: the server stopped honouring Range")
-        if url != self.fetch.item["url"] and resp.status not in RETRY_STATUSES:
+        if url != self.fetch.item.url and resp.status not in RETRY_STATUSES:
             self.url = None  # expired or refused: back through the catalog URL for a fresh one
             raise _Retryable(f"HTTP {resp.status} from {public_url(url)}", "0")
         if resp.status in EXPIRED_STATUSES and self.fetch.renew():
-            self.url = self.fetch.item["url"]  # the hub's fresh CDN URL (Hugging Face)
+            self.url = self.fetch.item.url  # the hub's fresh CDN URL (Hugging Face)
             raise _Retryable(f"HTTP {resp.status} from the CDN: its signed URL expired", "0")
         raise _status_error(resp, self.fetch.label)
 
@@ -217,17 +217,17 @@ class _SegmentFetcher:
 class _Fetch:
     """Download one resolved item into ``<dest>.partial``, hashing as bytes arrive."""
 
-    def __init__(self, item: dict[str, Any], path: str, settings: Settings, progress: Progress):
+    def __init__(self, item: PlanItem, path: str, settings: Settings, progress: Progress):
         self.item = item
         self.path = path
         self.partial = path + ".partial"
         self.state_path = path + ".partial.json"
         self.settings = settings
         self.progress = progress
-        self.label = item["label"]
+        self.label = item.label
         # Catalog headers (e.g. a private mirror's Authorization) go only to the URL's own
         # origin, never to a host it redirects to.
-        self.private_headers = dict(item.get("headers") or {})
+        self.private_headers = dict(item.headers)
         self.pumped = 0  # bytes written and hashed when the last _pump call ended
 
     def _open(self, start: int, end: int | None = None) -> Response:
@@ -236,10 +236,10 @@ class _Fetch:
             headers["Range"] = f"bytes={start}-{'' if end is None else end}"
         resp = request(
             "GET",
-            self.item["url"],
+            self.item.url,
             self.settings,
             headers=headers,
-            auth=self.item.get("auth"),
+            auth=self.item.auth,
             private_headers=self.private_headers,
         )
         if resp.status == 416 and start and _range_total(resp) == start:
@@ -257,7 +257,7 @@ class _Fetch:
         """Ask the hub again for the CDN URL (HEAD, token to the hub only, redirect not
         followed): signed URLs expire, and a large file can outlast one. True if a new URL
         came; the caller retries with it (within the usual retry budget)."""
-        hub_url = self.item.get("renew")
+        hub_url = self.item.renew
         if not hub_url:
             return False
         resp = request("HEAD", hub_url, self.settings, auth=self.settings.hf_token, follow=False)
@@ -265,7 +265,7 @@ class _Fetch:
         location = resp.header("Location")
         if resp.status not in (301, 302, 303, 307, 308) or not location:
             return False
-        self.item["url"] = urllib.parse.urljoin(hub_url, location)
+        self.item.url = urllib.parse.urljoin(hub_url, location)
         return True
 
     def _resume_point(self, digest) -> int:
@@ -275,10 +275,7 @@ class _Fetch:
                 state = json.load(handle)
         except (OSError, ValueError):
             state = {}
-        if (
-            state.get("sha256") != self.item.get("sha256")
-            or state.get("url_key") != self._url_key()
-        ):
+        if state.get("sha256") != self.item.sha256 or state.get("url_key") != self._url_key():
             for stale in (self.partial, self.state_path):
                 if os.path.exists(stale):
                     os.unlink(stale)
@@ -296,12 +293,12 @@ class _Fetch:
         return done
 
     def _url_key(self) -> str:
-        return hashlib.sha256(public_url(self.item["url"]).encode()).hexdigest()[:16]
+        return hashlib.sha256(public_url(self.item.url).encode()).hexdigest()[:16]
 
     def _save_state(self, prefix: int) -> None:
         with open(self.state_path, "w") as handle:
             json.dump(
-                {"sha256": self.item.get("sha256"), "url_key": self._url_key(), "prefix": prefix},
+                {"sha256": self.item.sha256, "url_key": self._url_key(), "prefix": prefix},
                 handle,
             )
 
@@ -309,19 +306,19 @@ class _Fetch:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         digest = hashlib.sha256()
         done = self._resume_point(digest) if os.path.exists(self.partial) else 0
-        total = self.item.get("size")
+        total = self.item.size
         if done and done == total:
             return self._finish(done, digest)  # the run stopped between last byte and rename
         # Nothing is written until the server answers with a model: no empty partial files.
         try:
             first = _with_retries(self.label, self.settings, lambda: self._open(done))
         except _AlreadyComplete:
-            self.item["size"] = done  # the server says the file ends where the partial does
+            self.item.size = done  # the server says the file ends where the partial does
             return self._finish(done, digest)
         if not os.path.exists(self.partial):
             open(self.partial, "wb").close()
         self._save_state(done)
-        self.progress.start(self.item["destination"], total or self.item.get("size_estimate"), done)
+        self.progress.start(self.item.destination, total or self.item.size_estimate, done)
         if first.status == 200 and done:
             digest = hashlib.sha256()  # the server ignored Range: start over
             done = 0
@@ -330,7 +327,7 @@ class _Fetch:
         length = first.header("Content-Length")
         if total is None and length and length.isdigit():
             total = done + int(length)
-            self.item["size"] = total
+            self.item.size = total
         ranged = first.header("Accept-Ranges") == "bytes" or first.status == 206
         remaining = (total - done) if total else None
         if (
@@ -396,7 +393,7 @@ class _Fetch:
                     break
                 full.put((buffer, count))
                 done += count
-                self.progress.add(self.item["destination"], count)
+                self.progress.add(self.item.destination, count)
         finally:
             full.put(None)
             writer.join()
@@ -536,7 +533,7 @@ class _Fetch:
                 if done - flushed >= WRITEBACK_BYTES:  # every byte before ``done`` is written
                     _start_writeback(fd, flushed, done - flushed)
                     flushed = done
-                self.progress.add(self.item["destination"], count)
+                self.progress.add(self.item.destination, count)
                 if index % 8 == 7:
                     self._save_state(done)
         finally:
@@ -558,8 +555,8 @@ class _Fetch:
 
     def _finish(self, done: int, digest) -> str:
         actual = digest.hexdigest()
-        expected = self.item.get("sha256")
-        total = self.item.get("size")
+        expected = self.item.sha256
+        total = self.item.size
         problem = None
         if total is not None and done != total:
             problem = f"size {done} bytes, expected {total}"

@@ -5,6 +5,7 @@ engine's front door; each concern lives in a file of its own:
 
     download_http      requests, redirects, the header policy, retries
     download_resolve   Hugging Face and CivitAI resolution
+    download_item      the plan item (PlanItem): the one type, and what of it leaves the engine
     download_plan      plan, manifest, dry-run report, checks before any byte moves
     download_transfer  fetching one file (single stream, ranged)
     download_execute   executing a plan under the Forge folder's lock

@@ -418,7 +418,7 @@ def test_an_expired_hugging_face_cdn_url_is_renewed_from_the_hub(hub, tmp_path, 
         min_split_bytes=1,
     )
     plan = make_plan([hf_entry()], str(forge), options)
-    plan[0]["url"] = expire(plan[0]["url"])  # a long queue: the URL expired before its turn
+    plan[0].url = expire(plan[0].url)  # a long queue: the URL expired before its turn
     result = execute(plan, str(forge), options)
     assert result["errors"] == []
     assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
@@ -440,8 +440,8 @@ def test_an_expired_segment_url_is_renewed_from_the_hub_mid_download(
     original = http_download._SegmentFetcher.__init__
 
     def expires_after_the_first_answer(self, fetch, url):
-        fetch.item["url"] = expire(url)
-        original(self, fetch, fetch.item["url"])
+        fetch.item.url = expire(url)
+        original(self, fetch, fetch.item.url)
 
     monkeypatch.setattr(http_download._SegmentFetcher, "__init__", expires_after_the_first_answer)
     result = execute(plan, str(forge), options)
