@@ -191,7 +191,7 @@ def present_model(tmp: Path, size: int, name: str) -> tuple[Path, dict, float]:
 
 def rerun(forge: Path, entry: dict) -> None:
     plan = make_plan([entry], str(forge), Settings())
-    assert plan[0]["action"] == "present"
+    assert plan[0].action == "present"
     execute(plan, str(forge), Settings())
 
 

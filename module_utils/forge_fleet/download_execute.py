@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .download_http import DownloadError, Settings
+from .download_item import PlanItem
 from .download_plan import _stat, load_manifest, save_manifest, sha256_file
 from .download_progress import Progress
 from .download_transfer import _Fetch
@@ -21,64 +22,32 @@ from .download_transfer import _Fetch
 LOCK = "models/.forge-fleet-download.lock"
 
 
-def _record(forge_dir: str, item: dict[str, Any], sha: str) -> dict[str, Any]:
-    size, mtime_ns = _stat(os.path.join(forge_dir, item["destination"])) or (0, 0)
-    return {
-        "size": size,
-        "mtime_ns": mtime_ns,
-        "sha256": sha,
-        "kind": item.get("kind"),
-        "entry_key": item.get("entry_key"),
-        "source": item["label"],
-        "revision": item.get("revision"),
-        "base_model": item.get("base_model"),
-    }
+def _record(forge_dir: str, item: PlanItem, sha: str) -> dict[str, Any]:
+    size, mtime_ns = _stat(os.path.join(forge_dir, item.destination)) or (0, 0)
+    return item.manifest_record(size, mtime_ns, sha)
 
 
 def _execute_one(
-    item: dict[str, Any], forge_dir: str, settings: Settings, progress: Progress
+    item: PlanItem, forge_dir: str, settings: Settings, progress: Progress
 ) -> dict[str, Any]:
-    path = os.path.join(forge_dir, item["destination"])
-    action = item["action"]
-    result = {
-        "label": item["label"],
-        "destination": item["destination"],
-        "path": path,
-        "kind": item.get("kind"),
-        "base_model": item.get("base_model"),
-        "declared_family": item.get("declared_family"),
-    }
+    path = os.path.join(forge_dir, item.destination)
+    action = item.action
     if action == "present":
         # Known by its entry: nothing to record. Found by destination for a changed entry
         # (e.g. a new label): record the new entry key so the next run asks nobody.
-        fresh = item.get("url") is not None
-        return {
-            **result,
-            "action": "present",
-            "sha256": item["sha256"],
-            "size": item["size"],
-            "record": _record(forge_dir, item, item["sha256"]) if fresh else None,
-        }
+        fresh = item.url is not None
+        record = _record(forge_dir, item, item.sha256) if fresh else None
+        return item.outcome(path, "present", item.sha256, item.size, record)
     if action == "verify":
         actual = sha256_file(path)
-        if item.get("sha256") in (None, actual):
-            return {
-                **result,
-                "action": "verified",
-                "sha256": actual,
-                "size": os.path.getsize(path),
-                "record": _record(forge_dir, item, actual),
-            }
+        if item.sha256 in (None, actual):
+            record = _record(forge_dir, item, actual)
+            return item.outcome(path, "verified", actual, os.path.getsize(path), record)
         action = "repaired"
     sha = _Fetch(item, path, settings, progress).run()
-    progress.end(item["destination"], "done")
-    return {
-        **result,
-        "action": "repaired" if action in ("repair", "repaired") else "downloaded",
-        "sha256": sha,
-        "size": os.path.getsize(path),
-        "record": _record(forge_dir, item, sha),
-    }
+    progress.end(item.destination, "done")
+    done = "repaired" if action in ("repair", "repaired") else "downloaded"
+    return item.outcome(path, done, sha, os.path.getsize(path), _record(forge_dir, item, sha))
 
 
 def hold_lock(forge_dir: str):
@@ -108,13 +77,13 @@ def hold_lock(forge_dir: str):
     return handle
 
 
-def execute(plan: list[dict[str, Any]], forge_dir: str, settings: Settings) -> dict[str, Any]:
+def execute(plan: list[PlanItem], forge_dir: str, settings: Settings) -> dict[str, Any]:
     """Carry out a plan; returns {"files": [...], "errors": [...], "changed": bool}.
 
     Holds the Forge folder's download lock while anything is to be written (a plan of files
     all present takes no lock and writes nothing); a second run at the same time fails.
     """
-    busy = any(item["action"] != "present" for item in plan)
+    busy = any(item.action != "present" for item in plan)
     lock = hold_lock(forge_dir) if busy else None
     try:
         return _execute(plan, forge_dir, settings)
@@ -123,11 +92,11 @@ def execute(plan: list[dict[str, Any]], forge_dir: str, settings: Settings) -> d
             lock.close()
 
 
-def _execute(plan: list[dict[str, Any]], forge_dir: str, settings: Settings) -> dict[str, Any]:
+def _execute(plan: list[PlanItem], forge_dir: str, settings: Settings) -> dict[str, Any]:
     progress = Progress(settings.progress_file, settings.progress_interval)
     for item in plan:
-        if item["action"] in ("download", "repair"):
-            progress.queue(item["destination"], item.get("size") or item.get("size_estimate"))
+        if item.action in ("download", "repair"):
+            progress.queue(item.destination, item.size or item.size_estimate)
     progress.write()  # replaces a finished file from an earlier run straight away
     stop = threading.Event()
     writer = threading.Thread(target=progress.keep_writing, args=(stop,), daemon=True)
@@ -146,15 +115,15 @@ def _execute(plan: list[dict[str, Any]], forge_dir: str, settings: Settings) -> 
                     outcome = future.result()
                 except DownloadError as error:
                     errors.append(str(error))
-                    progress.end(item["destination"], "failed")
+                    progress.end(item.destination, "failed")
                     continue
                 except OSError as error:
-                    errors.append(f"{item['label']}: {type(error).__name__}: {error}")
-                    progress.end(item["destination"], "failed")
+                    errors.append(f"{item.label}: {type(error).__name__}: {error}")
+                    progress.end(item.destination, "failed")
                     continue
                 record = outcome.pop("record")
                 if record is not None:
-                    manifest[item["destination"]] = record
+                    manifest[item.destination] = record
                 results.append(outcome)
         if manifest != load_manifest(forge_dir):
             save_manifest(forge_dir, manifest)  # a re-run with nothing to do writes nothing

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, TypedDict
+from typing import Any
 
 from .catalog import find_duplicate_destinations
 from .download_http import DownloadError, Settings
+from .download_item import PlanItem
 from .download_resolve import entry_key, resolve
 from .model_inspect import civitai_base_model_family
 
@@ -60,58 +61,6 @@ def sha256_file(path: str, buffer_bytes: int = 4 * 1024 * 1024) -> str:
 # -- planning -----------------------------------------------------------------------------
 
 
-class PlanItem(TypedDict, total=False):
-    """One catalog entry's line in the plan, the only shape a plan item has: built by
-    ``resolve`` (fresh from upstream) or by ``make_plan`` (known from the manifest), carried
-    out by ``execute``, shown through ``public`` and ``declaration``."""
-
-    label: str  # models_catalog[3] (owner/repo/file): names the entry in every message
-    destination: str  # relative to the Forge checkout: models/Lora/x.safetensors
-    kind: str  # vocabulary.KIND_DIRS
-    action: str  # present | verify | download | repair
-    bytes_to_fetch: int
-    sha256: str | None  # expected (upstream or catalog); None when nobody says
-    size: int | None  # exact, when upstream announces it
-    size_estimate: int | None  # CivitAI's sizeKB
-    base_model: str | None  # CivitAI's baseModel
-    declared_family: str | None  # the catalog's base_model
-    entry_key: str  # identity of the catalog entry (manifest)
-    filename: str
-    revision: str | None
-    # Secrets and signatures: never in a result, a message or the progress file.
-    url: str
-    auth: str | None
-    headers: dict[str, str]
-    renew: str | None
-
-
-# What a result may show of a plan item (no URL, token or header).
-PUBLIC_KEYS = (
-    "label",
-    "destination",
-    "kind",
-    "action",
-    "bytes_to_fetch",
-    "sha256",
-    "size",
-    "base_model",
-    "declared_family",
-)
-
-
-def public(item: PlanItem) -> dict[str, Any]:
-    return {key: item.get(key) for key in PUBLIC_KEYS}
-
-
-def declaration(forge_dir: str, item: PlanItem) -> dict[str, Any]:
-    """What the catalog declares a file to be, as the compatibility check takes it."""
-    return {
-        "path": os.path.join(forge_dir, item["destination"]),
-        "kind": item.get("kind"),
-        "family": item.get("declared_family") or None,
-    }
-
-
 def make_plan(entries: list[dict[str, Any]], forge_dir: str, settings: Settings) -> list[PlanItem]:
     """What each entry needs: present (nothing), verify, download or repair.
 
@@ -130,39 +79,26 @@ def make_plan(entries: list[dict[str, Any]], forge_dir: str, settings: Settings)
             destination, record = known
             stat = _stat(os.path.join(forge_dir, destination))
             if stat == (record["size"], record["mtime_ns"]):
-                plan.append(
-                    {
-                        "label": entry["label"],
-                        "destination": destination,
-                        "action": "present",
-                        "sha256": record["sha256"],
-                        "size": record["size"],
-                        "kind": record.get("kind"),
-                        "base_model": record.get("base_model"),
-                        "declared_family": entry.get("base_model"),
-                        "entry_key": record.get("entry_key"),
-                        "bytes_to_fetch": 0,
-                    }
-                )
+                plan.append(PlanItem.recorded(entry, destination, record))
                 continue
         item = resolve(entry, settings)
-        path = os.path.join(forge_dir, item["destination"])
+        path = os.path.join(forge_dir, item.destination)
         stat = _stat(path)
-        record = manifest.get(item["destination"])
+        record = manifest.get(item.destination)
         if stat is None:
-            item["action"] = "download"
-        elif item.get("size") is not None and stat[0] != item["size"]:
-            item["action"] = "repair"
+            item.action = "download"
+        elif item.size is not None and stat[0] != item.size:
+            item.action = "repair"
         elif record and not settings.verify and stat == (record["size"], record["mtime_ns"]):
-            same = item.get("sha256") in (None, record["sha256"])
-            item["action"] = "present" if same else "repair"
+            same = item.sha256 in (None, record["sha256"])
+            item.action = "present" if same else "repair"
             if same:
-                item["sha256"], item["size"] = record["sha256"], record["size"]
+                item.sha256, item.size = record["sha256"], record["size"]
         else:
-            item["action"] = "verify"  # may turn into a repair once hashed
-        item["bytes_to_fetch"] = _bytes_to_fetch(item, path)
+            item.action = "verify"  # may turn into a repair once hashed
+        item.bytes_to_fetch = _bytes_to_fetch(item, path)
         plan.append(item)
-    problems = find_duplicate_destinations([(p["label"], p["destination"]) for p in plan])
+    problems = find_duplicate_destinations([(p.label, p.destination) for p in plan])
     if problems:
         raise DownloadError("; ".join(problems))
     return plan
@@ -170,10 +106,10 @@ def make_plan(entries: list[dict[str, Any]], forge_dir: str, settings: Settings)
 
 def _bytes_to_fetch(item: PlanItem, path: str) -> int:
     """What a download or repair still has to fetch: the size less a ``.partial`` it resumes."""
-    if item["action"] not in ("download", "repair"):
+    if item.action not in ("download", "repair"):
         return 0
     partial = _stat(path + ".partial")
-    expected = item.get("size") or item.get("size_estimate") or 0
+    expected = item.size or item.size_estimate or 0
     return max(expected - (partial[0] if partial else 0), 0)
 
 
@@ -182,12 +118,12 @@ def settle_by_hashing(plan: list[PlanItem], forge_dir: str) -> None:
     expected sha256 is known becomes a ``repair`` when the file's bytes differ (a file
     replaced by another of the same size), so a dry run reports it as a change."""
     for item in plan:
-        if item["action"] != "verify" or not item.get("sha256"):
+        if item.action != "verify" or not item.sha256:
             continue
-        path = os.path.join(forge_dir, item["destination"])
-        if sha256_file(path) != item["sha256"]:
-            item["action"] = "repair"
-            item["bytes_to_fetch"] = _bytes_to_fetch(item, path)
+        path = os.path.join(forge_dir, item.destination)
+        if sha256_file(path) != item.sha256:
+            item.action = "repair"
+            item.bytes_to_fetch = _bytes_to_fetch(item, path)
 
 
 def human_bytes(count: float) -> str:
@@ -204,15 +140,15 @@ def describe_changes(plan: list[PlanItem]) -> list[str]:
     size says so rather than a made-up figure."""
     lines = []
     for item in plan:
-        if item["action"] not in ("download", "repair"):
+        if item.action not in ("download", "repair"):
             continue
-        known = item.get("size") or item.get("size_estimate")
+        known = item.size or item.size_estimate
         amount = (
-            f"{human_bytes(item.get('bytes_to_fetch', 0))} to fetch"
+            f"{human_bytes(item.bytes_to_fetch)} to fetch"
             if known
             else "size unknown until it downloads"
         )
-        lines.append(f"{item['action']} {item['destination']} ({amount})")
+        lines.append(f"{item.action} {item.destination} ({amount})")
     return lines
 
 
@@ -224,12 +160,12 @@ def check_declared_families(plan: list[PlanItem]) -> list[str]:
     """
     models, add_ons = [], []
     for item in plan:
-        declared = item.get("declared_family")
-        if item.get("base_model") and not declared:
-            declared = civitai_base_model_family(item["base_model"])
-        if item.get("kind") in ("checkpoint", "diffusion_model"):
+        declared = item.declared_family
+        if item.base_model and not declared:
+            declared = civitai_base_model_family(item.base_model)
+        if item.kind in ("checkpoint", "diffusion_model"):
             models.append((item, declared))
-        elif item.get("kind") in ("lora", "embedding", "controlnet"):
+        elif item.kind in ("lora", "embedding", "controlnet"):
             add_ons.append((item, declared))
     families = {family for _, family in models if family and family != "unknown"}
     if not families or len(families) < len(models):
@@ -238,8 +174,8 @@ def check_declared_families(plan: list[PlanItem]) -> list[str]:
     for item, family in add_ons:
         if family and family != "unknown" and family not in families:
             problems.append(
-                f"{item['label']}: CivitAI says this {item['kind']} is for "
-                f"{item.get('base_model')} "
+                f"{item.label}: CivitAI says this {item.kind} is for "
+                f"{item.base_model} "
                 f"({family}), but the catalog's models are {', '.join(sorted(families))}; "
                 "choose a version made for one of them or add a matching checkpoint"
             )
@@ -248,7 +184,7 @@ def check_declared_families(plan: list[PlanItem]) -> list[str]:
 
 def check_disk(plan: list[PlanItem], forge_dir: str) -> None:
     """Fail before any byte moves when the downloads still to do do not fit."""
-    needed = sum(p.get("bytes_to_fetch", 0) for p in plan)
+    needed = sum(p.bytes_to_fetch for p in plan)
     probe = forge_dir
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)

@@ -23,7 +23,7 @@ from .download_http import (
     _with_retries,
     request,
 )
-from .vocabulary import KIND_DIRS
+from .download_item import PlanItem
 
 
 def _hf_resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -185,30 +185,23 @@ def _civitai_resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any
     }
 
 
-def resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def resolve(entry: dict[str, Any], settings: Settings) -> PlanItem:
     """Where the bytes of one catalog entry come from, and what they must hash to."""
     source = entry["source"]
     if source == "huggingface":
-        resolved = _hf_resolve(entry, settings)
+        found = _hf_resolve(entry, settings)
     elif source == "civitai":
-        resolved = _civitai_resolve(entry, settings)
+        found = _civitai_resolve(entry, settings)
     else:
-        resolved = {
+        found = {
             "url": entry["url"],
-            "auth": None,
-            "headers": dict(entry.get("headers") or {}),
+            "headers": entry.get("headers"),
             "sha256": entry.get("sha256"),
-            "size": None,
-            "revision": None,
             "filename": entry.get("filename")
             or urllib.parse.urlsplit(entry["url"]).path.rsplit("/", 1)[-1],
             "kind": entry["kind"],
         }
-    resolved["label"] = entry["label"]
-    resolved["declared_family"] = entry.get("base_model")
-    resolved["destination"] = f"{KIND_DIRS[resolved['kind']]}/{resolved['filename']}"
-    resolved["entry_key"] = entry_key(entry)
-    return resolved
+    return PlanItem.resolved(entry, entry_key(entry), found)
 
 
 def entry_key(entry: dict[str, Any]) -> str:

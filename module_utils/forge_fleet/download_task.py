@@ -16,7 +16,6 @@ from typing import Any
 
 from . import download_progress
 from .catalog import CatalogError, normalize_catalog
-from .download_plan import declaration, public
 from .http_download import (
     DownloadError,
     Settings,
@@ -106,17 +105,17 @@ def _plan_and_run(
         )
     if check_mode and params["hash_changed"]:
         settle_by_hashing(plan, forge_dir)  # read-only; the real run hashes alike
-    to_fetch = sum(item.get("bytes_to_fetch", 0) for item in plan)
+    to_fetch = sum(item.bytes_to_fetch for item in plan)
     check_disk(plan, forge_dir)  # a read-only probe: check mode fails alike
     if check_mode:
-        files = [public(item) for item in plan]
+        files = [item.public() for item in plan]
         changes = describe_changes(plan)
         return False, {
             "changed": bool(changes),
             "msg": "; ".join(changes) or "every model is in place",
             "changes": changes,
             "files": files,
-            "declared": [declaration(forge_dir, item) for item in plan],
+            "declared": [item.declaration(forge_dir) for item in plan],
             "bytes_to_fetch": to_fetch,
             "totals": totals(files, to_fetch),
         }
@@ -126,7 +125,7 @@ def _plan_and_run(
     result = {
         "changed": outcome["changed"],
         "files": outcome["files"],
-        "declared": [declaration(forge_dir, item) for item in plan],
+        "declared": [item.declaration(forge_dir) for item in plan],
         "bytes_to_fetch": to_fetch,
         "totals": totals(outcome["files"], to_fetch),
     }

@@ -5,8 +5,13 @@ engine's front door; each concern lives in a file of its own:
 
     download_http      requests, redirects, the header policy, retries
     download_resolve   Hugging Face and CivitAI resolution
+    download_item      the plan item (PlanItem): the one type, and what of it leaves the engine
     download_plan      plan, manifest, dry-run report, checks before any byte moves
-    download_transfer  fetching one file (single stream, ranged)
+    download_transfer  fetching one file: resume point, first answer, stream or segments
+    download_source    asking the source: Range GET, pages refused, signed URL renewed
+    download_partial   the partial file, its resume record, the size/sha256 check
+    download_stream    the single-stream transfer
+    download_ranged    the ranged (segmented) transfer
     download_execute   executing a plan under the Forge folder's lock
     download_progress  the progress file: writer, reader, dead-job verdict
     vocabulary         model families, kinds and their Forge folders
@@ -51,6 +56,7 @@ from .download_http import (
     request,
     retry_after_seconds,
 )
+from .download_partial import STATE_SAVE_S, WRITEBACK_BYTES, _start_writeback
 from .download_plan import (
     MANIFEST,
     _bytes_to_fetch,
@@ -65,6 +71,7 @@ from .download_plan import (
     settle_by_hashing,
     sha256_file,
 )
+from .download_ranged import _SegmentFetcher
 from .download_resolve import (
     _civitai_resolve,
     _hf_resolve,
@@ -72,21 +79,17 @@ from .download_resolve import (
     entry_key,
     resolve,
 )
-from .download_transfer import (
+from .download_source import (
     EXPIRED_STATUSES,
     MODEL_REFUSED_TYPES,
     NON_MODEL_STARTS,
-    PUMP_BUFFERS,
-    STATE_SAVE_S,
-    WRITEBACK_BYTES,
     _AlreadyComplete,
-    _Fetch,
     _range_total,
     _refuse_non_model,
-    _SegmentFetcher,
-    _start_writeback,
     _status_error,
 )
+from .download_stream import PUMP_BUFFERS
+from .download_transfer import _Fetch
 from .vocabulary import KIND_DIRS
 
 __all__ = [

@@ -286,8 +286,8 @@ def test_several_files_download_in_parallel(hub, tmp_path, forge):
 def test_plan_reports_bytes_to_download_and_changes_nothing(hub, tmp_path, forge):
     hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 123_456))
     [item] = make_plan([hf_entry()], str(forge), settings(hub))
-    assert item["action"] == "download"
-    assert item["bytes_to_fetch"] == os.path.getsize(tmp_path / "a")
+    assert item.action == "download"
+    assert item.bytes_to_fetch == os.path.getsize(tmp_path / "a")
     assert list(forge.iterdir()) == []
     assert hub.cdn_requests() == []
 
@@ -295,7 +295,7 @@ def test_plan_reports_bytes_to_download_and_changes_nothing(hub, tmp_path, forge
 def test_not_enough_disk_fails_before_any_byte_moves(hub, tmp_path, forge):
     hub.add_hf_file("org/flux", "ae.safetensors", real_model(tmp_path / "a", 1000))
     plan = make_plan([hf_entry()], str(forge), settings(hub))
-    plan[0]["bytes_to_fetch"] = 10**15
+    plan[0].bytes_to_fetch = 10**15
     with pytest.raises(
         DownloadError, match=r"not enough disk space for the models: .* GiB to download"
     ):
@@ -362,7 +362,7 @@ def test_busy_hub_metadata_is_retried(hub, tmp_path, forge):
     hub.state.api_fail_statuses = [429, 502]
     hub.state.retry_after = "0"
     [item] = make_plan([hf_entry()], str(forge), settings(hub))
-    assert item["action"] == "download"
+    assert item.action == "download"
     assert len(hub.api_requests()) == 3
 
 
@@ -404,8 +404,8 @@ def test_plan_knows_a_file_of_the_wrong_size_needs_repair_without_reading_it(hub
     with open(target, "r+b") as handle:
         handle.truncate(60_000)
     [item] = make_plan([hf_entry()], str(forge), settings(hub))
-    assert item["action"] == "repair"
-    assert item["bytes_to_fetch"] == os.path.getsize(source)
+    assert item.action == "repair"
+    assert item.bytes_to_fetch == os.path.getsize(source)
     assert os.path.getsize(target) == 60_000
 
 

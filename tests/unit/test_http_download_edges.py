@@ -20,7 +20,13 @@ from typing import ClassVar
 
 import pytest
 
-from forge_fleet import download_progress, download_transfer, http_download
+from forge_fleet import (
+    download_partial,
+    download_progress,
+    download_ranged,
+    download_stream,
+    http_download,
+)
 from forge_fleet.http_download import (
     DownloadError,
     Settings,
@@ -83,7 +89,7 @@ def test_a_stalled_first_segment_does_not_deadlock_the_ranged_download(
 ):
     source = real_model(tmp_path / "big", 2_000_000)
     url = hub.cdn_url(hub.add_blob(source))
-    monkeypatch.setattr(download_transfer.queue, "Queue", _FirstTakerStalls)
+    monkeypatch.setattr(download_ranged.queue, "Queue", _FirstTakerStalls)
     options = fast(connections=2, segment_bytes=64 * 1024, min_split_bytes=1)
     outcome: dict = {}
     worker = threading.Thread(
@@ -145,9 +151,9 @@ def test_a_complete_partial_file_is_finished_without_fetching_it_again(
             raise OSError("killed before the rename")
         real_replace(src, dst)
 
-    monkeypatch.setattr(download_transfer.os, "replace", killed_before_rename)
+    monkeypatch.setattr(download_partial.os, "replace", killed_before_rename)
     assert run([url_entry(url)], forge, options)["errors"]
-    monkeypatch.setattr(download_transfer.os, "replace", real_replace)
+    monkeypatch.setattr(download_partial.os, "replace", real_replace)
     hub.state.log.clear()
     again = run([url_entry(url)], forge, options)
     assert again["errors"] == []
@@ -211,7 +217,7 @@ def test_ranged_download_memory_is_a_fixed_set_of_segment_buffers(
             super().__init__(*args)
             allocated.append(len(self))
 
-    monkeypatch.setattr(download_transfer, "bytearray", Counting, raising=False)
+    monkeypatch.setattr(download_ranged, "bytearray", Counting, raising=False)
     options = fast(connections=3, segment_bytes=64 * 1024, min_split_bytes=1)
     assert run([url_entry(url)], forge, options)["errors"] == []
     assert sha(forge / TARGET) == sha(source)
@@ -292,12 +298,13 @@ def test_writeback_is_started_for_each_written_stretch_in_order(
     source = real_model(tmp_path / "a", 1_000_000)
     url = hub.cdn_url(hub.add_blob(source))
     hints: list[tuple[int, int]] = []
-    monkeypatch.setattr(download_transfer, "WRITEBACK_BYTES", 128 * 1024)
-    monkeypatch.setattr(
-        download_transfer,
-        "_start_writeback",
-        lambda fd, start, length: hints.append((start, length)),
-    )
+    for transfer in (download_stream, download_ranged):  # one stream, or segments
+        monkeypatch.setattr(transfer, "WRITEBACK_BYTES", 128 * 1024)
+        monkeypatch.setattr(
+            transfer,
+            "_start_writeback",
+            lambda fd, start, length: hints.append((start, length)),
+        )
     options = fast(connections=connections, segment_bytes=64 * 1024, min_split_bytes=1)
     options.buffer_bytes = 64 * 1024
     assert run([url_entry(url)], forge, options)["errors"] == []
@@ -381,8 +388,8 @@ def test_a_full_disk_is_reported_as_such_at_once_not_retried_as_a_network_fault(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_pwrite(fd, data, offset)
 
-    monkeypatch.setattr(download_transfer, "open", small_disk_open, raising=False)
-    monkeypatch.setattr(download_transfer.os, "pwrite", small_disk_pwrite)
+    monkeypatch.setattr(download_stream, "open", small_disk_open, raising=False)
+    monkeypatch.setattr(download_ranged.os, "pwrite", small_disk_pwrite)
     options = fast(
         connections=connections,
         segment_bytes=64 * 1024,
@@ -418,7 +425,7 @@ def test_an_expired_hugging_face_cdn_url_is_renewed_from_the_hub(hub, tmp_path, 
         min_split_bytes=1,
     )
     plan = make_plan([hf_entry()], str(forge), options)
-    plan[0]["url"] = expire(plan[0]["url"])  # a long queue: the URL expired before its turn
+    plan[0].url = expire(plan[0].url)  # a long queue: the URL expired before its turn
     result = execute(plan, str(forge), options)
     assert result["errors"] == []
     assert sha(forge / "models/VAE/ae.safetensors") == sha(source)
@@ -440,8 +447,8 @@ def test_an_expired_segment_url_is_renewed_from_the_hub_mid_download(
     original = http_download._SegmentFetcher.__init__
 
     def expires_after_the_first_answer(self, fetch, url):
-        fetch.item["url"] = expire(url)
-        original(self, fetch, fetch.item["url"])
+        fetch.item.url = expire(url)
+        original(self, fetch, fetch.item.url)
 
     monkeypatch.setattr(http_download._SegmentFetcher, "__init__", expires_after_the_first_answer)
     result = execute(plan, str(forge), options)
