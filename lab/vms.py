@@ -207,7 +207,18 @@ def ensure_ssh_key() -> str:
         if not SSH_KEY.exists():
             SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             subprocess.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "forge-lab", "-f", str(SSH_KEY)],
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "forge-lab",
+                    "-f",
+                    str(SSH_KEY),
+                ],
                 check=True,
             )
     return SSH_KEY.with_suffix(".pub").read_text().strip()

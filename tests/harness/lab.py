@@ -44,7 +44,9 @@ def free_port_block(count: int) -> int:
     for base in range(ports.start, ports.stop - count + 1, _BLOCK):
         if all(port_free(base + i) for i in range(count)):
             return base
-    raise RuntimeError(f"no free block of {count} test ports between {ports.start} and {ports.stop - 1}")
+    raise RuntimeError(
+        f"no free block of {count} test ports between {ports.start} and {ports.stop - 1}"
+    )
 
 
 @dataclass(frozen=True)
