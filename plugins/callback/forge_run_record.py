@@ -4,9 +4,10 @@ Enabled in ansible.cfg (callbacks_enabled). Keeps, per host, the names of the ta
 changed something (or would, in --check), the first task that failed with its message, and
 why the host became unreachable, and writes them as JSON after each such event to
 ``$FORGE_RUN_RECORD``, so the report stage, which runs last in the same ansible-playbook
-process, reads an up-to-date record. Unset, the file is ``<repository>/reports/.run-record-<pid>.json``
-(one per run, so two runs from one checkout never mix their records), exported as
-``FORGE_RUN_RECORD`` to the run's tasks and removed when the run ends.
+process, reads an up-to-date record. Unset, the file is
+``<repository>/reports/.run-record-<pid>.json`` (one per run, so two runs from one
+checkout never mix their records), exported as ``FORGE_RUN_RECORD`` to the run's tasks and
+removed when the run ends.
 
 Why a callback: Ansible keeps per-host counts (the recap) in the executor, out of reach of
 tasks; a callback sees every result as it happens. Messages of ``no_log`` tasks arrive
@@ -15,6 +16,7 @@ already censored by Ansible, and only the first 300 characters of a message are 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -111,7 +113,5 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats) -> None:
         if self._own_file and self._path:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(self._path)
-            except FileNotFoundError:
-                pass

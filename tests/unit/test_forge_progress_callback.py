@@ -38,7 +38,7 @@ def output(tmp_path_factory) -> str:
             "gather_facts": False,
             "tasks": [
                 {
-                    "name": "Finish the download in 15 seconds (room for 3 polls on a busy machine)",
+                    "name": "Finish the download in 15 s (3 polls fit on a busy machine)",
                     "ansible.builtin.shell": finish,
                     "async": 60,
                     "poll": 0,
