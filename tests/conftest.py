@@ -13,20 +13,6 @@ from tests.harness.lab import LabHandle, lab_vms
 from tests.harness.lab import free_port_block as _free_port_block  # the old name still imports
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep each test module on one pytest-xdist worker (`--dist loadgroup`, see tests/run):
-    its module-scoped lab VMs are made once and named after the module. Each Molecule
-    scenario is a group of its own, so scenarios run side by side."""
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        group = item.module.__name__ if item.module else item.nodeid.split("::")[0]
-        if item.get_closest_marker("molecule"):
-            group = item.nodeid
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 def _lab_name(request: pytest.FixtureRequest) -> str:
     base = request.node.name if request.scope == "function" else request.module.__name__
     return "t-" + re.sub(r"[^a-z0-9]+", "-", base.rsplit(".", 1)[-1].lower()).strip("-")[:30]
