@@ -110,6 +110,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.conda_env import (
     DEFAULT_CANDIDATES,
     CondaEnvError,
+    check_install_prefix,
     ensure_env,
     find_conda,
     install_conda,
@@ -159,6 +160,7 @@ def main() -> None:
     try:
         if not conda:
             if module.check_mode:
+                check_install_prefix(prefix)  # what the real run would refuse
                 url = params["installer_url"]
                 module.exit_json(
                     changed=True,

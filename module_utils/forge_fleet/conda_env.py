@@ -58,6 +58,24 @@ def installer_hash(value: str) -> str:
     return text if re.fullmatch(r"[0-9a-f]{64}", text) else ""
 
 
+def check_install_prefix(prefix: str) -> str:
+    """The normalised prefix Miniforge can be installed into; raise when it cannot."""
+    prefix = os.path.normpath(prefix)
+    if os.path.lexists(prefix):
+        raise CondaEnvError(
+            f"conda_install_prefix {prefix} exists but holds no bin/conda: remove it, or set "
+            "conda_install_prefix to a path that does not exist yet (or conda_executable). "
+            "Nothing was changed."
+        )
+    parent = os.path.dirname(prefix)
+    if not os.path.isdir(parent):
+        raise CondaEnvError(
+            f"conda_install_prefix {prefix}: its folder {parent} does not exist. "
+            "Nothing was changed."
+        )
+    return prefix
+
+
 def install_conda(fetch: Fetcher, run: Runner, url: str, sha256: str, prefix: str) -> str:
     """Install Miniforge into ``prefix`` and return its conda.
 
@@ -73,19 +91,8 @@ def install_conda(fetch: Fetcher, run: Runner, url: str, sha256: str, prefix: st
             "missing or not a sha256: set both (a Miniforge3 Linux installer and the hash in "
             "the .sha256 file published next to it). Nothing was changed."
         )
-    prefix = os.path.normpath(prefix)
-    if os.path.lexists(prefix):
-        raise CondaEnvError(
-            f"conda_install_prefix {prefix} exists but holds no bin/conda: remove it, or set "
-            "conda_install_prefix to a path that does not exist yet (or conda_executable). "
-            "Nothing was changed."
-        )
+    prefix = check_install_prefix(prefix)
     parent = os.path.dirname(prefix)
-    if not os.path.isdir(parent):
-        raise CondaEnvError(
-            f"conda_install_prefix {prefix}: its folder {parent} does not exist. "
-            "Nothing was changed."
-        )
     fd, installer = tempfile.mkstemp(prefix=".miniforge-installer-", suffix=".sh", dir=parent)
     try:
         digest = hashlib.sha256()
