@@ -33,6 +33,9 @@ from .paths import REPO_ROOT
 from .tls import issue_server_cert
 
 FORGE_TREE = REPO_ROOT / "tests" / "doubles" / "forge" / "repo"
+MINIFORGE_HEADER = REPO_ROOT / "tests" / "doubles" / "miniforge" / "installer.sh"
+CONDA_DOUBLE = REPO_ROOT / "tests" / "doubles" / "rootfs" / "anaconda" / "bin" / "conda"
+MINIFORGE_INSTALLER = "miniforge/Miniforge3-24.1.2-0-Linux-x86_64.sh"
 FORGE_REPO = "stable-diffusion-webui-forge.git"
 EXTENSION_REPO = "sd-forge-standin-extension.git"
 FORGE_TAG = "v1.0.0"
@@ -106,6 +109,14 @@ class Served:
     def extension_url(self) -> str:
         return f"{self.git_url}/{EXTENSION_REPO}"
 
+    @property
+    def miniforge_url(self) -> str:
+        return f"{self.index_url}/{MINIFORGE_INSTALLER}"
+
+    @property
+    def miniforge_sha256(self) -> str:
+        return hashlib.sha256((self.built.www_dir / MINIFORGE_INSTALLER).read_bytes()).hexdigest()
+
     def settings(self) -> dict[str, object]:
         """Role inputs that aim the conda/forge stages at the stand-ins."""
         return {
@@ -117,6 +128,9 @@ class Served:
             "forge_torch_index_base": f"{self.index_url}/whl",
             "forge_pip_index_url": f"{self.index_url}/simple",
             "forge_pip_cert": VM_CA_BUNDLE,
+            # used only with conda_install: true (a host without conda)
+            "conda_installer_url": self.miniforge_url,
+            "conda_installer_sha256": self.miniforge_sha256,
         }
 
 
@@ -244,6 +258,13 @@ def _indexes(www: Path) -> None:
     )
 
 
+def miniforge_installer(dest: Path) -> Path:
+    """The Miniforge installer stand-in: its shell header, then the conda double as payload."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(MINIFORGE_HEADER.read_bytes() + CONDA_DOUBLE.read_bytes())
+    return dest
+
+
 def build(out_dir: Path) -> Built:
     """Build the repositories and package indexes under ``out_dir`` (replacing earlier ones)."""
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -252,6 +273,7 @@ def build(out_dir: Path) -> Built:
     extension = _extension_repo(work / "extension", out_dir / "git" / EXTENSION_REPO)
     shutil.rmtree(work)
     _indexes(out_dir / "www")
+    miniforge_installer(out_dir / "www" / MINIFORGE_INSTALLER)
     return Built(out_dir, forge, extension)
 
 

@@ -38,6 +38,25 @@ options:
     description: Recreate an environment whose Python is not O(python).
     type: bool
     default: true
+  install:
+    description:
+      - When no conda is found, install Miniforge from O(installer_url) into O(install_prefix)
+        (checked against O(installer_sha256) before it runs). A conda already at
+        O(install_prefix) is found and nothing is downloaded.
+    type: bool
+    default: false
+  installer_url:
+    description: URL of a Miniforge3 Linux installer (required with O(install)).
+    type: str
+    default: ""
+  installer_sha256:
+    description: Its sha256, hex (required with O(install)).
+    type: str
+    default: ""
+  install_prefix:
+    description: Where Miniforge is installed (C(~/) is the running user's home); must not exist.
+    type: str
+    default: ~/miniforge3
 author: Forge Fleet
 """
 
@@ -67,6 +86,10 @@ python_version:
   description: Its Python version (in check mode for a new env, the requested one).
   type: str
   returned: success
+installed:
+  description: Whether Miniforge was installed by this run (in check mode, would be).
+  type: bool
+  returned: success
 action:
   description: present, created or recreated (in check mode, what would be done).
   type: str
@@ -87,9 +110,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.conda_env import (
     DEFAULT_CANDIDATES,
     CondaEnvError,
+    check_install_prefix,
     ensure_env,
     find_conda,
+    install_conda,
 )
+from ansible.module_utils.urls import open_url
 
 
 def main() -> None:
@@ -100,17 +126,28 @@ def main() -> None:
             "name": {"type": "str", "required": True},
             "python": {"type": "str", "required": True},
             "repair": {"type": "bool", "default": True},
+            "install": {"type": "bool", "default": False},
+            "installer_url": {"type": "str", "default": ""},
+            "installer_sha256": {"type": "str", "default": "", "no_log": False},
+            "install_prefix": {"type": "str", "default": "~/miniforge3"},
         },
         supports_check_mode=True,
     )
     params = module.params
-    conda, looked = find_conda(params["executable"], params["candidates"], os.path.expanduser("~"))
-    if not conda:
+    home = os.path.expanduser("~")
+    prefix = params["install_prefix"]
+    prefix = home + prefix[1:] if prefix.startswith("~/") else os.path.abspath(prefix)
+    candidates = list(params["candidates"])
+    if params["install"] and not params["executable"]:
+        candidates.append(os.path.join(prefix, "bin", "conda"))  # installed by an earlier run
+    conda, looked = find_conda(params["executable"], candidates, home)
+    if not conda and not params["install"]:
         setting = "conda_executable" if params["executable"] else "conda_executable (its path)"
         module.fail_json(
             msg=(
-                f"conda not found; looked at: {', '.join(looked)}. Set {setting}, or install "
-                "conda (Azure ML compute instance images have it in /anaconda). "
+                f"conda not found; looked at: {', '.join(looked)}. Set {setting}, or "
+                "conda_install: true with conda_installer_url and conda_installer_sha256, or "
+                "install conda (Azure ML compute instance images have it in /anaconda). "
                 "Nothing was changed."
             ),
             looked_at=looked,
@@ -119,7 +156,36 @@ def main() -> None:
     def run(argv):
         return module.run_command(argv, environ_update={"CONDA_NO_PLUGINS": "true"})
 
+    installed = False
     try:
+        if not conda:
+            if module.check_mode:
+                check_install_prefix(prefix)  # what the real run would refuse
+                url = params["installer_url"]
+                module.exit_json(
+                    changed=True,
+                    installed=True,
+                    action="created",
+                    executable=os.path.join(prefix, "bin", "conda"),
+                    env_name=params["name"],
+                    prefix=os.path.join(prefix, "envs", params["name"]),
+                    python=os.path.join(prefix, "envs", params["name"], "bin", "python"),
+                    python_version=params["python"],
+                    found_version="",
+                    looked_at=looked,
+                    msg=(
+                        f"would install Miniforge from {url} into {prefix}, then create "
+                        f"conda environment '{params['name']}' with Python {params['python']}"
+                    ),
+                )
+            conda = install_conda(
+                lambda url: open_url(url, timeout=120),
+                run,
+                params["installer_url"],
+                params["installer_sha256"],
+                prefix,
+            )
+            installed = True
         result = ensure_env(
             run,
             conda,
@@ -129,7 +195,9 @@ def main() -> None:
             check_mode=module.check_mode,
         )
     except CondaEnvError as error:
-        module.fail_json(msg=str(error), looked_at=looked)
+        module.fail_json(msg=str(error), looked_at=looked, installed=installed)
+    result["installed"] = installed
+    result["changed"] = result["changed"] or installed
     before = result.pop("before")
     if module._diff and result["changed"]:
         result["diff"] = {

@@ -8,14 +8,19 @@ base environment are left alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
+import tempfile
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: this file runs on Python 3.8 on the VMs
     from collections.abc import Callable
 
     Runner = Callable[[list[str]], tuple[int, str, str]]
+    Fetcher = Callable[[str], object]  # url -> a readable response (read(size))
 
 # Where conda usually lives: Azure ML compute instance images first, then the installers'
 # default prefixes in the user's home, then the official Docker images' path.
@@ -44,6 +49,85 @@ def find_conda(configured: str | None, candidates: list[str], home: str) -> tupl
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path, looked
     return "", looked
+
+
+def installer_hash(value: str) -> str:
+    """The lower-case hex of a configured sha256 (``sha256:`` prefix allowed), or ""."""
+    text = (value or "").strip().lower()
+    text = text[len("sha256:") :] if text.startswith("sha256:") else text
+    return text if re.fullmatch(r"[0-9a-f]{64}", text) else ""
+
+
+def check_install_prefix(prefix: str) -> str:
+    """The normalised prefix Miniforge can be installed into; raise when it cannot."""
+    prefix = os.path.normpath(prefix)
+    if os.path.lexists(prefix):
+        raise CondaEnvError(
+            f"conda_install_prefix {prefix} exists but holds no bin/conda: remove it, or set "
+            "conda_install_prefix to a path that does not exist yet (or conda_executable). "
+            "Nothing was changed."
+        )
+    parent = os.path.dirname(prefix)
+    if not os.path.isdir(parent):
+        raise CondaEnvError(
+            f"conda_install_prefix {prefix}: its folder {parent} does not exist. "
+            "Nothing was changed."
+        )
+    return prefix
+
+
+def install_conda(fetch: Fetcher, run: Runner, url: str, sha256: str, prefix: str) -> str:
+    """Install Miniforge into ``prefix`` and return its conda.
+
+    The installer is downloaded to a temporary name next to ``prefix`` and its sha256 checked
+    before it runs (``bash installer -b -p prefix``, as Miniforge is run unattended). A wrong
+    hash, a failed download or a failed installer leaves neither the installer nor the prefix
+    behind.
+    """
+    expected = installer_hash(sha256)
+    if not url or not expected:
+        raise CondaEnvError(
+            "conda_install is true but conda_installer_url or conda_installer_sha256 is "
+            "missing or not a sha256: set both (a Miniforge3 Linux installer and the hash in "
+            "the .sha256 file published next to it). Nothing was changed."
+        )
+    prefix = check_install_prefix(prefix)
+    parent = os.path.dirname(prefix)
+    fd, installer = tempfile.mkstemp(prefix=".miniforge-installer-", suffix=".sh", dir=parent)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            try:
+                response = fetch(url)
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+            except Exception as error:
+                raise CondaEnvError(
+                    f"Downloading the Miniforge installer from {url} failed: {error}. "
+                    "Nothing was installed."
+                ) from error
+        actual = digest.hexdigest()
+        if actual != expected:
+            raise CondaEnvError(
+                f"The Miniforge installer from {url} has sha256 {actual}, expected {expected} "
+                "(conda_installer_sha256). It was not run and was deleted; nothing was "
+                "installed. Check conda_installer_url, and set conda_installer_sha256 to the "
+                "hash published with that release (the .sha256 file next to the installer)."
+            )
+        rc, out, err = run(["bash", installer, "-b", "-p", prefix])
+        conda = os.path.join(prefix, "bin", "conda")
+        if rc != 0 or not os.access(conda, os.X_OK):
+            shutil.rmtree(prefix, ignore_errors=True)
+            tail = "\n".join((err.strip() or out.strip()).splitlines()[-10:])
+            raise CondaEnvError(
+                f"The Miniforge installer (bash {os.path.basename(installer)} -b -p {prefix}) "
+                f"failed with exit code {rc} and was rolled back (prefix removed): {tail}"
+            )
+        return conda
+    finally:
+        if os.path.lexists(installer):
+            os.unlink(installer)
 
 
 def version_matches(requested: str, found: str) -> bool:

@@ -277,3 +277,110 @@ def test_deleted_env_is_recreated_and_prepared_again(lab, drifted):
     assert drifted.task("Collect the preparation result", host).changed
     frozen = as_user(lab, host, f"{ENV}/bin/python -m pip list --format=freeze")
     assert "torch==2.3.1+cu121" in frozen
+
+
+# -- conda_install: no conda on the host, Miniforge from the lab ---------------------------
+# Last in the module: it takes conda away from the second VM. /anaconda keeps only its
+# package cache (the image's real Pythons, which the installer stand-in links in).
+
+MINIFORGE = "/home/azureuser/miniforge3"
+LEFTOVERS = "ls -A /home/azureuser | grep -c '^.miniforge-installer-' || true"
+
+
+def install_run(lab, served, host, **extra):
+    return converge(
+        lab,
+        served,
+        host,
+        tags="conda",
+        playbook="playbooks/conda.yml",
+        vars={"conda_install": True, **extra.pop("vars", {})},
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def no_conda(lab, served, pip_failure):
+    host = lab.hosts[1]
+    lab.exec(host, "find", "/anaconda", "-mindepth", "1", "-maxdepth", "1", "!", "-name", "pkgs",
+             "-exec", "rm", "-rf", "{}", "+")  # fmt: skip
+    assert not exists(lab, host, "/anaconda/bin/conda")
+    return host
+
+
+@pytest.fixture(scope="module")
+def install_dry_run(lab, served, no_conda):
+    return install_run(lab, served, no_conda, check=True)
+
+
+@pytest.fixture(scope="module")
+def wrong_hash(lab, served, install_dry_run):
+    return install_run(lab, served, lab.hosts[1], vars={"conda_installer_sha256": "0" * 64})
+
+
+@pytest.fixture(scope="module")
+def installed(lab, served, wrong_hash):
+    result = install_run(lab, served, lab.hosts[1])
+    assert result.ok, result.explain()
+    return result
+
+
+def test_install_check_says_it_would_install_and_changes_nothing(lab, served, install_dry_run):
+    host = lab.hosts[1]
+    assert install_dry_run.ok, install_dry_run.explain()
+    task = install_dry_run.task("Create the conda environment for Forge", host)
+    assert task.changed and task.res["installed"] is True
+    assert f"would install Miniforge from {served.miniforge_url} into {MINIFORGE}" in task.msg
+    assert not exists(lab, host, MINIFORGE)
+    assert lab.exec(host, "sh", "-c", LEFTOVERS).strip() == "0"
+
+
+def test_install_without_a_hash_is_refused_before_anything_changes(lab, served, install_dry_run):
+    host = lab.hosts[1]
+    result = install_run(lab, served, host, vars={"conda_installer_sha256": ""})
+    assert not result.ok
+    failure = result.task("Check the Miniforge installer settings", host)
+    assert "conda_installer_url and conda_installer_sha256 are required" in failure.msg
+    assert result.stats[host]["changed"] == 0
+    assert not exists(lab, host, MINIFORGE)
+
+
+def test_wrong_hash_fails_naming_both_hashes_and_leaves_nothing(lab, served, wrong_hash):
+    host = lab.hosts[1]
+    assert not wrong_hash.ok
+    failure = wrong_hash.task("Create the conda environment for Forge", host)
+    assert f"has sha256 {served.miniforge_sha256}, expected {'0' * 64}" in failure.msg
+    assert "It was not run and was deleted; nothing was installed" in failure.msg
+    assert wrong_hash.stats[host]["changed"] == 0
+    assert not exists(lab, host, MINIFORGE)
+    assert lab.exec(host, "sh", "-c", LEFTOVERS).strip() == "0"
+
+
+def test_install_puts_miniforge_in_the_users_home_and_creates_the_env(lab, installed):
+    host = lab.hosts[1]
+    task = installed.task("Create the conda environment for Forge", host)
+    assert task.changed and task.res["installed"] is True and task.res["action"] == "created"
+    assert task.res["executable"] == f"{MINIFORGE}/bin/conda"
+    assert task.res["prefix"] == f"{MINIFORGE}/envs/forge"
+    assert lab.exec(host, "stat", "-c", "%U", MINIFORGE, f"{MINIFORGE}/bin/conda").split() == [
+        "azureuser",
+        "azureuser",
+    ]
+    envs = json.loads(as_user(lab, host, f"{MINIFORGE}/bin/conda env list --json"))["envs"]
+    assert envs == [MINIFORGE, f"{MINIFORGE}/envs/forge"]
+    version = as_user(lab, host, f"{MINIFORGE}/envs/forge/bin/python -V")
+    assert version.strip().startswith("Python 3.10.")
+    assert lab.exec(host, "sh", "-c", LEFTOVERS).strip() == "0"
+
+
+def test_rerun_after_install_finds_it_and_changes_nothing(lab, served, installed):
+    host = lab.hosts[1]
+    # The installer's URL now answers 404: a re-run that downloaded anything would fail.
+    again = install_run(
+        lab, served, host, vars={"conda_installer_url": f"{served.index_url}/gone.sh"}
+    )
+    assert again.ok, again.explain()
+    assert again.stats[host]["changed"] == 0, again.changed_tasks(host)
+    task = again.task("Create the conda environment for Forge", host)
+    assert task.res["installed"] is False and task.res["action"] == "present"
+    assert task.res["executable"] == f"{MINIFORGE}/bin/conda"

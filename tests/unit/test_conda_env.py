@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+from pathlib import Path
 
 import pytest
 
-from forge_fleet.conda_env import CondaEnvError, ensure_env, find_conda, version_matches
+from forge_fleet.conda_env import (
+    CondaEnvError,
+    ensure_env,
+    find_conda,
+    install_conda,
+    installer_hash,
+    version_matches,
+)
 
 
 class ScriptedConda:
@@ -92,3 +102,66 @@ def test_base_is_never_a_target(tmp_path):
 def test_find_conda_lists_every_place_looked_at(tmp_path):
     found, looked = find_conda("", ["/nowhere/bin/conda", "~/miniforge3/bin/conda"], "/home/u")
     assert found == "" and looked == ["/nowhere/bin/conda", "/home/u/miniforge3/bin/conda"]
+
+
+# -- conda_install: Miniforge downloaded, hash checked before it runs ---------------------
+
+INSTALLER = b"#!/bin/bash\necho installer\n"
+INSTALLER_SHA = hashlib.sha256(INSTALLER).hexdigest()
+
+
+def fetch_bytes(data):
+    return lambda url: io.BytesIO(data)
+
+
+def test_install_runs_the_verified_installer_in_batch_mode_and_removes_it(tmp_path):
+    prefix = tmp_path / "miniforge3"
+    seen = []
+
+    def run(argv):
+        seen.append((argv, Path(argv[1]).read_bytes()))
+        (prefix / "bin").mkdir(parents=True)
+        (prefix / "bin" / "conda").write_text("")
+        (prefix / "bin" / "conda").chmod(0o755)
+        return 0, "installation finished.", ""
+
+    conda = install_conda(fetch_bytes(INSTALLER), run, "https://x/i.sh", INSTALLER_SHA, str(prefix))
+    assert conda == str(prefix / "bin" / "conda")
+    assert seen[0][0][0] == "bash" and seen[0][0][2:] == ["-b", "-p", str(prefix)]
+    assert seen[0][1] == INSTALLER  # the file that ran is the one that was hashed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["miniforge3"]  # installer gone
+
+
+def test_install_with_a_wrong_hash_runs_nothing_and_leaves_nothing(tmp_path):
+    prefix = tmp_path / "miniforge3"
+    ran = []
+    wrong = "0" * 64
+    with pytest.raises(CondaEnvError) as error:
+        install_conda(fetch_bytes(INSTALLER), ran.append, "https://x/i.sh", wrong, str(prefix))
+    message = str(error.value)
+    assert f"has sha256 {INSTALLER_SHA}, expected {wrong}" in message
+    assert "conda_installer_sha256" in message and "nothing was installed" in message
+    assert ran == [] and list(tmp_path.iterdir()) == []
+
+
+def test_install_failure_rolls_back_the_prefix(tmp_path):
+    prefix = tmp_path / "miniforge3"
+
+    def run(argv):
+        (prefix / "pkgs").mkdir(parents=True)
+        return 1, "", "ERROR: out of space"
+
+    with pytest.raises(CondaEnvError, match=r"exit code 1 and was rolled back.*out of space"):
+        install_conda(fetch_bytes(INSTALLER), run, "https://x/i.sh", INSTALLER_SHA, str(prefix))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_install_refuses_an_existing_prefix_and_missing_settings(tmp_path):
+    (tmp_path / "miniforge3").mkdir()
+    with pytest.raises(CondaEnvError, match="exists but holds no bin/conda"):
+        install_conda(
+            fetch_bytes(INSTALLER), None, "https://x", INSTALLER_SHA, str(tmp_path / "miniforge3")
+        )
+    with pytest.raises(CondaEnvError, match="conda_installer_sha256 is missing or not a sha256"):
+        install_conda(fetch_bytes(INSTALLER), None, "https://x", "abc", str(tmp_path / "m"))
+    assert installer_hash("sha256:" + INSTALLER_SHA.upper()) == INSTALLER_SHA
