@@ -3,6 +3,7 @@ over the lab's HTTPS) against real Azurite on the lab network, SAS made by the A
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import subprocess
@@ -68,11 +69,24 @@ def put_outputs(lab, host, names, size=2048):
 
 
 def cron_run(lab, host, *extra):
-    """What cron runs, as azureuser; returns (exit code, last line of output)."""
+    """What cron runs, as azureuser; returns (exit code, the run's own JSON result)."""
     command = f"/usr/local/bin/forge-sync-outputs {STATE}/config.json {' '.join(extra)}"
     out = lab.exec(host, "su", "-", "azureuser", "-c", f"{command}; echo rc=$?")
     lines = out.strip().splitlines()
-    return int(lines[-1].removeprefix("rc=")), lines[-2] if len(lines) > 1 else ""
+    return int(lines[-1].removeprefix("rc=")), json.loads(lines[-2]) if len(lines) > 1 else {}
+
+
+@contextlib.contextmanager
+def cron_held(lab, host):
+    """Stop the VM's cron daemon for a test that counts what its own runs upload: the role's
+    real */5 entry would otherwise race them (a run that finds another one running skips, by
+    design, and a cron run after an outage catches up before the test's run does). Runs made
+    inside use --wait, so a cron run already in flight finishes first."""
+    lab.exec(host, "systemctl", "stop", "cron")
+    try:
+        yield
+    finally:
+        lab.exec(host, "systemctl", "start", "cron")
 
 
 def last_run(lab, host):
@@ -178,7 +192,13 @@ def test_collect_copies_each_hosts_outputs_once(lab, converged, tmp_path):
 
 def test_overlapping_cron_runs_never_upload_twice(lab, blob, converged):
     host = lab.hosts[1]
-    assert cron_run(lab, host)[0] == 0  # catch up first: only the batch below is new
+    with cron_held(lab, host):
+        overlapping_runs(lab, blob, host)
+
+
+def overlapping_runs(lab, blob, host):
+    code, caught_up = cron_run(lab, host, "--wait")  # only the batch below is new after it
+    assert code == 0 and caught_up["status"] == "ok", caught_up
     before = set(host_blobs(blob, host))
     names = [f"batch-{i:02d}.png" for i in range(40)]
     put_outputs(lab, host, names, size=200_000)
@@ -196,23 +216,26 @@ def test_overlapping_cron_runs_never_upload_twice(lab, blob, converged):
 
 def test_storage_down_is_recorded_and_the_next_run_catches_up(lab, blob, converged):
     host = lab.hosts[0]
-    assert cron_run(lab, host)[0] == 0  # catch up first: only the file below is new
-    put_outputs(lab, host, ["while-down.png"])
-    path = f"{OUTPUTS}/2026-12-02/while-down.png"
-    before = lab.exec(host, "sha256sum", path)
-    blob.stop()
-    try:
-        code, _ = cron_run(lab, host)
-    finally:
-        blob.start()
-    failed = last_run(lab, host)
-    assert code == 1 and failed["status"] == "failed" and failed["error"], failed
-    assert lab.exec(host, "sha256sum", path) == before
-    assert f"{host}/2026-12-02/while-down.png" not in host_blobs(blob, host)
-    code, _ = cron_run(lab, host)
-    assert code == 0, last_run(lab, host)
-    assert last_run(lab, host)["files_uploaded"] == 1
-    assert f"{host}/2026-12-02/while-down.png" in host_blobs(blob, host)
+    with cron_held(lab, host):
+        code, caught_up = cron_run(lab, host, "--wait")  # only the file below is new after it
+        assert code == 0 and caught_up["status"] == "ok", caught_up
+        put_outputs(lab, host, ["while-down.png"])
+        path = f"{OUTPUTS}/2026-12-02/while-down.png"
+        before = lab.exec(host, "sha256sum", path)
+        blob.stop()
+        try:
+            code, failed = cron_run(lab, host, "--wait")
+        finally:
+            blob.start()
+        assert code == 1 and failed["status"] == "failed" and failed["error"], failed
+        assert last_run(lab, host) == failed
+        assert lab.exec(host, "sha256sum", path) == before
+        assert f"{host}/2026-12-02/while-down.png" not in host_blobs(blob, host)
+        code, after = cron_run(lab, host, "--wait")
+        assert code == 0 and after["status"] == "ok", after
+        assert after["files_uploaded"] == 1 and after["bytes_uploaded"] == 2048, after
+        assert last_run(lab, host) == after
+        assert f"{host}/2026-12-02/while-down.png" in host_blobs(blob, host)
 
 
 @pytest.mark.parametrize(
