@@ -81,7 +81,10 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
             # the same URLs on every run of this lab: a re-run changes nothing
             forge_repo.stable_ports(gateway, str(vars_path)),
         ) as forge,
-        Azurite(gateway, own / "azurite", tls) as azurite,
+        # a fixed port per lab, like the Forge stand-in's: the SAS URL stays the same
+        Azurite(
+            gateway, own / "azurite", tls, port=forge_repo.stable_ports(gateway, f"{own}-blob")[0]
+        ) as azurite,
         DownloadSite(gateway, tarball.parent, tls) as azcopy_site,
     ):
         if not azurite.service().get_container_client("outputs").exists():
@@ -107,7 +110,7 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
             # the Forge stand-in: git server, pinned commit and extension, package index
             **forge.settings(),
             # outputs sync: real Azurite (container "outputs") and AzCopy from the npm binary
-            "sync_sas_url": azurite.sas_url("outputs", "rwl", datetime.timedelta(days=30)),
+            "sync_sas_url": azurite.sas_url("outputs", "rwl", expiry=_sas_expiry(own)),
             "sync_azcopy_url": f"{azcopy_site.url}/{tarball.name}",
             "sync_azcopy_sha256": tarball_sha256,
         }
@@ -118,6 +121,21 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
             yield vars_path
         finally:
             vars_path.unlink(missing_ok=True)
+
+
+def _sas_expiry(own: Path) -> datetime.datetime:
+    """The lab's SAS expiry: kept between runs so the SAS (and the VM's SAS file) stays the
+    same and a re-run changes nothing; renewed when fewer than 7 days are left."""
+    path = own / "sas-expiry"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if path.exists():
+        expiry = datetime.datetime.fromisoformat(path.read_text().strip())
+        if expiry - now > datetime.timedelta(days=7):
+            return expiry
+    expiry = (now + datetime.timedelta(days=30)).replace(microsecond=0)
+    own.mkdir(parents=True, exist_ok=True)
+    path.write_text(expiry.isoformat())
+    return expiry
 
 
 # The background server of one lab: its extra-vars file exists while it serves.
@@ -199,11 +217,13 @@ def stop(lab: Lab) -> bool:
     pid = _running_pid(lab)
     if pid:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        # Azurite saves its blob list on the way out: give the stand-ins time to stop cleanly,
+        # then kill, and wait until the process is gone (reaped when it is our own child).
+        deadline = time.monotonic() + 45
         while _alive(pid):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
-                break
+                deadline = time.monotonic() + 3600
             time.sleep(0.1)
     _pid_path(lab).unlink(missing_ok=True)
     vars_path(lab).unlink(missing_ok=True)

@@ -31,11 +31,11 @@ class Azurite:
     """azurite-blob over HTTPS (lab CA certificate) on ``host``; start() and stop() may repeat
     on the same port and data folder, so a test can take the service down and back up."""
 
-    def __init__(self, host: str, data_dir: Path, tls: tuple[str, str]) -> None:
+    def __init__(self, host: str, data_dir: Path, tls: tuple[str, str], port: int = 0) -> None:
         if not AZURITE.exists():
             raise FileNotFoundError(f"{AZURITE} is missing: run scripts/bootstrap (npm install)")
         self.host, self.data_dir, self.tls = host, data_dir, tls
-        self.port = _free_port(host)
+        self.port = port or _free_port(host)  # 0: any free port
         self.url = f"https://{host}:{self.port}/{ACCOUNT}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -83,13 +83,25 @@ class Azurite:
             connection_verify=str(CA_CERT),
         )
 
-    def sas_url(self, container: str, permission: str, expires_in: datetime.timedelta) -> str:
+    def sas_url(
+        self,
+        container: str,
+        permission: str,
+        expires_in: datetime.timedelta | None = None,
+        *,
+        expiry: datetime.datetime | None = None,
+    ) -> str:
+        """A container SAS expiring ``expires_in`` from now, or at ``expiry``."""
+        if expiry is None:
+            expiry = datetime.datetime.now(datetime.timezone.utc) + (
+                expires_in or datetime.timedelta(days=1)
+            )
         token = generate_container_sas(
             ACCOUNT,
             container,
             account_key=ACCOUNT_KEY,
             permission=ContainerSasPermissions.from_string(permission),
-            expiry=datetime.datetime.now(datetime.timezone.utc) + expires_in,
+            expiry=expiry,
         )
         return f"{self.url}/{container}?{token}"
 

@@ -230,7 +230,8 @@ def test_stand_ins_serve_in_the_background_until_stopped(lab):
 
 def test_stand_ins_refuse_a_lab_that_is_not_up_and_leave_nothing_behind():
     absent = Lab(name="t-never-up", base_port=51990)
-    with pytest.raises(LabError, match="lab 't-never-up' is not up; run: lab/forge-lab"):
+    # (absent.name carries FORGE_LAB_PREFIX when one is set)
+    with pytest.raises(LabError, match=f"lab '{absent.name}' is not up; run: lab/forge-lab"):
         stand_ins.start(absent)
     assert not stand_ins.vars_path(absent).exists()
     assert not (absent.state_dir / "stand-ins.pid").exists()

@@ -146,7 +146,7 @@ def test_auth_file_is_0600_azureuser_with_the_handed_out_password(lab, converged
 
 
 def test_the_access_file_on_the_controller_is_0600_with_each_hosts_share_url(lab, converged):
-    path = REPO_ROOT / "credentials" / "webui-access.csv"
+    path = CREDENTIALS / "webui-access.csv"  # webui_credentials_dir of this module's runs
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     handed = credentials()
     for host in lab.hosts:
