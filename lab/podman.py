@@ -89,6 +89,10 @@ def run_systemd_container(
     """Start a container that boots systemd, its sshd published on 127.0.0.1 only."""
     args = ["run", "--detach", "--name", name, "--hostname", name, "--systemd=always"]
     args += ULIMIT_ARGS
+    # Root's powers on a real VM that podman drops by default: CAP_SYS_ADMIN lets the base
+    # role remount the VM's own /proc with hidepid (the container's /proc is its own mount:
+    # the host's is untouched), and CAP_SYS_PTRACE lets root still see every process under it.
+    args += ["--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE"]
     args += ["--network", network, "--publish", f"127.0.0.1:{host_port}:50000"]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]

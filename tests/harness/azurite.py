@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
@@ -68,6 +71,16 @@ class Azurite:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self.process = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Freeze the service (SIGSTOP): clients connect and then wait for answers."""
+        assert self.process and self.process.poll() is None, "azurite-blob is not running"
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> Azurite:
         self.start()

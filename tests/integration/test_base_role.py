@@ -23,6 +23,10 @@ def test_check_mode_on_a_fresh_vm_reports_changes_and_changes_nothing(fresh_vm):
     assert result.task("Install the packages Forge needs", host).changed
     assert not _installed(lab, host, "git")
     assert not _installed(lab, host, "libgoogle-perftools4")
+    hidepid = "Hide other users' processes (/proc hidepid, now and after a reboot)"
+    assert result.task(hidepid, host).changed
+    assert "hidepid" not in lab.exec(host, "grep", " /proc ", "/proc/self/mountinfo")
+    assert "hidepid" not in lab.exec(host, "cat", "/etc/fstab")
 
 
 def test_unknown_package_fails_clearly_and_installs_nothing(fresh_vm):

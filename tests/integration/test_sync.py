@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import json
 import subprocess
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -110,6 +111,9 @@ def dry_run(lab, blob, sas):
 
 @pytest.fixture(scope="module")
 def converged(lab, blob, sas, dry_run):
+    # The base role's /proc hidepid is what keeps AzCopy's command line from other users.
+    hidden = run_playbook("playbooks/base.yml", lab.inventory, tags="hidepid")
+    assert hidden.ok, hidden.explain()
     result = sync_run(blob, lab, extravars={"sync_sas_url": sas}, verbosity=3)
     assert result.ok, result.explain()
     return result
@@ -286,7 +290,43 @@ def test_sas_signature_is_absent_from_crontab_logs_and_vvv_output(lab, blob, sas
         assert secret not in lab.exec(host, "journalctl", "--no-pager")
         mode = lab.exec(host, "stat", "-c", "%a %U", f"{STATE}/sas-url").strip()
         assert mode == "600 azureuser"
-        assert secret not in lab.exec(host, "ps", "-eo", "args")
+
+
+def test_sas_is_hidden_from_other_users_while_azcopy_runs(lab, blob, sas, converged):
+    """AzCopy takes the SAS only on its command line; with Azurite frozen it waits there,
+    SAS and all, while another user of the VM looks at ps and /proc."""
+    host = lab.hosts[0]
+    raw = sas.split("sig=")[1].split("&")[0]  # as the command line carries it (URL-encoded)
+    secrets = {raw, signature(sas)}
+    command = f"/usr/local/bin/forge-sync-outputs {STATE}/config.json --wait"
+    with cron_held(lab, host):
+        put_outputs(lab, host, ["while-frozen.png"])
+        with blob.paused():
+            lab.exec(
+                host, "systemd-run", "--unit=forge-sync-frozen", "--uid=azureuser",
+                "--setenv=HOME=/home/azureuser", *command.split(),
+            )  # fmt: skip
+            root_view = ""
+            for _ in range(60):
+                root_view = lab.exec(host, "ps", "-eo", "user,args")
+                if "azcopy" in root_view and raw in root_view:
+                    break
+                time.sleep(0.5)
+            unit = lab.exec(
+                host, "journalctl", "--no-pager", "-u", "forge-sync-frozen", check=False
+            )
+            assert raw in root_view, f"AzCopy never ran with the SAS in its arguments: {unit}"
+            other = lab.exec(
+                host, "su", "-s", "/bin/sh", "nobody", "-c",
+                "ps -eo user,args; cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '",
+            )  # fmt: skip
+            owner = lab.exec(host, "su", "-", "azureuser", "-c", "ps -eo args")
+        assert "azcopy" not in other, other
+        assert not any(secret in other for secret in secrets)
+        assert "nobody" in other  # it does list its own processes
+        assert "azcopy" in owner  # the sync's own user still sees its AzCopy
+        lab.exec(host, "su", "-", "azureuser", "-c", f"{command} >/dev/null")  # waits for it
+    assert last_run(lab, host)["status"] == "ok"
 
 
 @pytest.fixture(scope="module")
