@@ -12,7 +12,7 @@ import pytest
 from forge_fleet import azureml_compute as azureml
 from lab.paths import REPO_ROOT
 from lab.tls import CA_CERT
-from tests.harness.arm import RG, SUB, WS, arm_stand_in, ssh_public_key
+from tests.harness.arm import RG, SUB, WS, ssh_public_key
 
 
 @pytest.mark.parametrize(
@@ -43,19 +43,6 @@ def test_plan_judges_a_passing_state_by_where_it_is_heading():
 def test_a_broken_instance_is_explained():
     with pytest.raises(azureml.AzureMLError, match="is SetupFailed: it cannot be started; delete"):
         azureml.plan("started", "SetupFailed")
-
-
-@pytest.fixture(scope="module")
-def arm_server(tmp_path_factory):
-    with arm_stand_in(tmp_path_factory.mktemp("arm")) as server:
-        yield server
-
-
-@pytest.fixture
-def arm(arm_server):
-    arm_server.reset()
-    arm_server.state.workspaces[(SUB, RG, WS)] = {}
-    return arm_server
 
 
 def fleet(arm, token=None, auth_source="token", **options):

@@ -6,26 +6,13 @@ from __future__ import annotations
 import pytest
 
 from tests.doubles.arm import Injected
-from tests.harness.arm import RG, SUB, WS, arm_stand_in, fleet_vars, ssh_public_key
+from tests.harness.arm import RG, SUB, WS, fleet_vars, ssh_public_key
 from tests.harness.playbook import run_playbook
 
 pytestmark = pytest.mark.slow  # each test runs ansible-playbook (about 5 s)
 
 TASK = "Ensure the roster's compute instances are "
 STUDENT = {"object_id": "11111111-2222-3333-4444-555555555555", "tenant_id": "t-1"}
-
-
-@pytest.fixture(scope="module")
-def arm_server(tmp_path_factory):
-    with arm_stand_in(tmp_path_factory.mktemp("arm")) as server:
-        yield server
-
-
-@pytest.fixture
-def arm(arm_server):
-    arm_server.reset()
-    arm_server.state.workspaces[(SUB, RG, WS)] = {}
-    return arm_server
 
 
 @pytest.fixture(scope="module")

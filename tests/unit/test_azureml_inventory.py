@@ -13,23 +13,10 @@ import pytest
 import yaml
 
 from lab.paths import REPO_ROOT
-from tests.harness.arm import RG, SUB, WS, arm_stand_in, inventory_env
+from tests.harness.arm import RG, SUB, WS, inventory_env
 
 ANSIBLE_INVENTORY = str(Path(sys.executable).parent / "ansible-inventory")
 ALICE = ("11111111-2222-3333-4444-555555555555", "66666666-7777-8888-9999-000000000000")
-
-
-@pytest.fixture(scope="module")
-def arm_server(tmp_path_factory):
-    with arm_stand_in(tmp_path_factory.mktemp("arm")) as server:
-        yield server
-
-
-@pytest.fixture
-def arm(arm_server):
-    arm_server.reset()
-    arm_server.state.workspaces[(SUB, RG, WS)] = {}
-    return arm_server
 
 
 def inventory(arm, source, *args, token=None):
