@@ -308,19 +308,19 @@ class _CdnHandler(_Handler):
         entry["sha256"] = blob.sha256
         entry["bytes_sent"] = 0
         try:
-            self._body(blob, start, end, drop, state.bytes_per_second, entry)
+            self._body(blob, (start, end), drop, state.bytes_per_second, entry)
         finally:
             entry["ended"] = time.monotonic()
 
     def _body(
         self,
         blob: Blob,
-        start: int,
-        end: int,
+        span: tuple[int, int],
         drop: int | None,
         cap: int | None,
         entry: dict[str, Any],
     ) -> None:
+        start, end = span
         sent = 0
         began = time.monotonic()
         with open(blob.path, "rb") as handle:
