@@ -112,7 +112,8 @@ class Cache:
         partial = f"{path}.cache-partial"
         os.makedirs(os.path.dirname(path), exist_ok=True)
         code, output = self.run(
-            "copy", self.url(sha256), partial, "--overwrite=true", "--check-md5=NoCheck",
+            "copy", self.url(sha256), partial, "--from-to=BlobLocal", "--overwrite=true",
+            "--check-md5=NoCheck",
             "--log-level=ERROR", "--output-level=essential",
         )  # fmt: skip
         try:
@@ -135,16 +136,19 @@ class Cache:
     def listing(self) -> dict[str, int]:
         """Object name -> size; RuntimeError (redacted) when the container cannot be listed."""
         code, output = self.run(
-            "list", self.url(), "--machine-readable", "--output-level=essential"
+            "list", self.url(), "--location=Blob", "--machine-readable", "--output-level=essential"
         )
         if code != 0:
             why = _why(code, output)
             raise RuntimeError(f"cannot list the model cache {self.container}: {why}")
         found: dict[str, int] = {}
         for line in output.splitlines():
-            match = re.match(r"^INFO: (.+?);\s+Content Length: (\d+)\s*$", line.strip())
-            if match:
-                found[match.group(1)] = int(match.group(2))
+            if "Content Length:" not in line:
+                continue
+            match = re.match(r"^(?:INFO:\s*)?(.+?);\s+Content Length:\s*(\d+)\s*$", line.strip())
+            if not match:  # a format this code does not know: say so rather than re-upload
+                raise RuntimeError(f"unexpected line from azcopy list: {line.strip()[:200]}")
+            found[match.group(1)] = int(match.group(2))
         return found
 
     def push(self, path: str, sha256: str) -> None:
@@ -165,7 +169,7 @@ class Cache:
 
 
 def _why(code: int, output: str) -> str:
-    if re.search(r"BlobNotFound|404|does not exist|ResourceNotFound", output):
+    if re.search(r"BlobNotFound|404|does not exist|ResourceNotFound|was not found", output):
         return "not in the cache"
     if re.search(r"AuthorizationPermissionMismatch|AuthenticationFailed|403", output):
         return "the cache refused the SAS (403)"
