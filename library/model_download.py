@@ -94,6 +94,19 @@ options:
         which hashes them itself.
     type: bool
     default: true
+  cache_sas_url:
+    description:
+      - Read-only container SAS URL of the fleet model cache (secret). Set, each file to
+        download whose sha256 is known in advance is first copied with AzCopy from
+        C(<container>/<sha256>) and verified (size and sha256) before it takes its final
+        name; a missing object, an AzCopy failure or wrong bytes fall back to the origin for
+        that file, and the result says so (C(source), C(cache), C(cache_bad)).
+      - Unset (the default), the cache is off and nothing changes.
+    type: str
+  azcopy:
+    description: The AzCopy binary used for O(cache_sas_url).
+    type: str
+    default: azcopy
 author: Forge Fleet
 """
 
@@ -128,7 +141,10 @@ files:
   description: >-
     Per file - label, destination (relative to forge_dir), path, kind, base_model (CivitAI),
     size, sha256, action (present, verified, downloaded, repaired; in check mode download,
-    repair, verify or present with bytes_to_fetch).
+    repair, verify or present with bytes_to_fetch). Files a real run fetched also carry
+    source (cache or origin), cache (hit, off, or why the cache could not give it),
+    origin_bytes (bytes taken from the origin) and, for wrong bytes in the cache,
+    cache_bad (sha256 expected and got).
   type: list
   elements: dict
   returned: always
@@ -192,6 +208,8 @@ def main() -> None:
             "retries": {"type": "int", "default": 5},
             "ca_file": {"type": "path"},
             "hash_changed": {"type": "bool", "default": True},
+            "cache_sas_url": {"type": "str", "no_log": True},
+            "azcopy": {"type": "str", "default": "azcopy"},
         },
         supports_check_mode=True,
     )

@@ -18,13 +18,30 @@ from .download_item import PlanItem
 from .download_plan import _stat, load_manifest, save_manifest, sha256_file
 from .download_progress import Progress
 from .download_transfer import _Fetch
+from .model_cache import SHA256, CacheMiss
 
 LOCK = "models/.forge-fleet-download.lock"
 
 
-def _record(forge_dir: str, item: PlanItem, sha: str) -> dict[str, Any]:
+def _record(forge_dir: str, item: PlanItem, sha: str, **fetched: Any) -> dict[str, Any]:
     size, mtime_ns = _stat(os.path.join(forge_dir, item.destination)) or (0, 0)
-    return item.manifest_record(size, mtime_ns, sha)
+    return item.manifest_record(size, mtime_ns, sha, **fetched)
+
+
+def _from_cache(item: PlanItem, path: str, settings: Settings, progress: Progress) -> str:
+    """Pull the file from the fleet cache; "" when done, else why the origin is asked."""
+    if settings.cache is None:
+        return "off"
+    if not SHA256.match(item.sha256 or ""):
+        return "no sha256 known in advance: not cacheable"
+    progress.start(item.destination, item.size or item.size_estimate, 0)
+    try:
+        settings.cache.pull(item.sha256, item.size, path)
+    except CacheMiss as miss:
+        item.cache_bad = miss.bad
+        return miss.reason
+    progress.add(item.destination, os.path.getsize(path))
+    return ""
 
 
 def _execute_one(
@@ -44,10 +61,23 @@ def _execute_one(
             record = _record(forge_dir, item, actual)
             return item.outcome(path, "verified", actual, os.path.getsize(path), record)
         action = "repaired"
+    done = "repaired" if action in ("repair", "repaired") else "downloaded"
+    miss = _from_cache(item, path, settings, progress)
+    if not miss:
+        progress.end(item.destination, "done")
+        record = _record(forge_dir, item, item.sha256, fetched_from="cache", origin_bytes=0)
+        outcome = item.outcome(path, done, item.sha256, os.path.getsize(path), record)
+        outcome.update(source="cache", cache="hit", origin_bytes=0)
+        return outcome
     sha = _Fetch(item, path, settings, progress).run()
     progress.end(item.destination, "done")
-    done = "repaired" if action in ("repair", "repaired") else "downloaded"
-    return item.outcome(path, done, sha, os.path.getsize(path), _record(forge_dir, item, sha))
+    size = os.path.getsize(path)
+    record = _record(forge_dir, item, sha, fetched_from="origin", origin_bytes=size)
+    outcome = item.outcome(path, done, sha, size, record)
+    outcome.update(source="origin", cache=miss, origin_bytes=size)
+    if item.cache_bad:
+        outcome["cache_bad"] = {"sha256": item.sha256, "got": item.cache_bad, "label": item.label}
+    return outcome
 
 
 def hold_lock(forge_dir: str):
@@ -123,6 +153,11 @@ def _execute(plan: list[PlanItem], forge_dir: str, settings: Settings) -> dict[s
                     continue
                 record = outcome.pop("record")
                 if record is not None:
+                    # a re-verified file keeps where it came from
+                    before = manifest.get(item.destination) or {}
+                    for key in ("fetched_from", "origin_bytes"):
+                        if record.get(key) is None and before.get(key) is not None:
+                            record[key] = before[key]
                     manifest[item.destination] = record
                 results.append(outcome)
         if manifest != load_manifest(forge_dir):

@@ -43,6 +43,8 @@ class Settings:
         self.progress_file = options.get("progress_file") or None
         self.progress_interval = float(options.get("progress_interval", 2.0))
         self.verify = bool(options.get("verify", False))
+        # model_cache.Cache: the fleet cache tried before the origin, per file; None: off
+        self.cache = options.get("cache")
         self.buffer_bytes = 1024 * 1024
         self._ssl: ssl.SSLContext | None = None
         self._ssl_lock = threading.Lock()

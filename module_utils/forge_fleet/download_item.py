@@ -52,6 +52,7 @@ class PlanItem:
     auth: str | None = field(default=None, repr=False)
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     renew: str | None = field(default=None, repr=False)
+    cache_bad: str | None = None  # sha256 of wrong bytes the fleet cache gave for this file
 
     @classmethod
     def resolved(cls, entry: dict[str, Any], key: str, found: dict[str, Any]) -> PlanItem:
@@ -100,8 +101,17 @@ class PlanItem:
             "family": self.declared_family or None,
         }
 
-    def manifest_record(self, size: int, mtime_ns: int, sha256: str) -> dict[str, Any]:
-        return {
+    def manifest_record(
+        self,
+        size: int,
+        mtime_ns: int,
+        sha256: str,
+        fetched_from: str | None = None,
+        origin_bytes: int | None = None,
+    ) -> dict[str, Any]:
+        """What the manifest keeps of a verified file; ``fetched_from`` (cache | origin) and
+        ``origin_bytes`` (bytes this host took from the internet for it) feed the report."""
+        record = {
             "size": size,
             "mtime_ns": mtime_ns,
             "sha256": sha256,
@@ -111,6 +121,10 @@ class PlanItem:
             "revision": self.revision,
             "base_model": self.base_model,
         }
+        if fetched_from is not None:
+            record["fetched_from"] = fetched_from
+            record["origin_bytes"] = origin_bytes
+        return record
 
     def outcome(
         self,

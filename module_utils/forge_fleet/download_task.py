@@ -26,6 +26,7 @@ from .http_download import (
     make_plan,
     settle_by_hashing,
 )
+from .model_cache import Cache
 
 
 def totals(files: list[dict[str, Any]], to_fetch: int) -> dict[str, int]:
@@ -34,6 +35,16 @@ def totals(files: list[dict[str, Any]], to_fetch: int) -> dict[str, int]:
         counts[item["action"]] = counts.get(item["action"], 0) + 1
     counts["bytes"] = sum(item.get("size") or 0 for item in files)
     return counts
+
+
+def cache_from(params: dict[str, Any]) -> Cache | None:
+    """The fleet model cache the reader pulls from first, or None (the default: off)."""
+    if not params.get("cache_sas_url"):
+        return None
+    try:
+        return Cache(params["cache_sas_url"], params.get("azcopy") or "azcopy")
+    except ValueError as error:
+        raise DownloadError(str(error)) from None
 
 
 def settings_from(params: dict[str, Any]) -> Settings:
@@ -48,6 +59,7 @@ def settings_from(params: dict[str, Any]) -> Settings:
         progress_file=params["progress_file"],
         retries=params["retries"],
         ca_file=params["ca_file"],
+        cache=cache_from(params),
     )
 
 

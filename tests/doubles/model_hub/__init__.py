@@ -305,12 +305,22 @@ class _CdnHandler(_Handler):
         if self.command == "HEAD":
             return
         entry["started"] = time.monotonic()
+        entry["sha256"] = blob.sha256
+        entry["bytes_sent"] = 0
         try:
-            self._body(blob, start, end, drop, state.bytes_per_second)
+            self._body(blob, (start, end), drop, state.bytes_per_second, entry)
         finally:
             entry["ended"] = time.monotonic()
 
-    def _body(self, blob: Blob, start: int, end: int, drop: int | None, cap: int | None) -> None:
+    def _body(
+        self,
+        blob: Blob,
+        span: tuple[int, int],
+        drop: int | None,
+        cap: int | None,
+        entry: dict[str, Any],
+    ) -> None:
+        start, end = span
         sent = 0
         began = time.monotonic()
         with open(blob.path, "rb") as handle:
@@ -327,11 +337,13 @@ class _CdnHandler(_Handler):
                 if drop is not None and sent + len(chunk) > drop:
                     self.wfile.write(chunk[: max(drop - sent, 0)])
                     self.wfile.flush()
+                    entry["bytes_sent"] = sent + max(drop - sent, 0)
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
                 self.wfile.write(chunk)
                 sent += len(chunk)
+                entry["bytes_sent"] = sent
                 remaining -= len(chunk)
 
 
@@ -518,6 +530,14 @@ class ModelHub:
             active += step
             peak = max(peak, active)
         return peak
+
+    def bytes_served(self) -> dict[str, int]:
+        """Body bytes the CDN sent, per file (sha256): what crossed "the internet"."""
+        served: dict[str, int] = {}
+        for entry in self.cdn_requests():
+            if entry.get("bytes_sent"):
+                served[entry["sha256"]] = served.get(entry["sha256"], 0) + entry["bytes_sent"]
+        return served
 
     def api_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.state.log if r["host"] == "api"]
