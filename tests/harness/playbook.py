@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class TaskResult:
     status: str  # ok | failed | skipped | unreachable
     res: dict[str, Any]
     ignore_errors: bool = False
+    duration: float = 0.0  # seconds this task took on this host (ansible-runner's timing)
 
     @property
     def changed(self) -> bool:
@@ -62,6 +64,7 @@ class PlaybookResult:
     stdout: str
     tasks: list[TaskResult] = field(default_factory=list)
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    duration_s: float = 0.0  # wall time of the whole ansible-playbook run
 
     @property
     def ok(self) -> bool:
@@ -92,6 +95,13 @@ class PlaybookResult:
         lines += [f"{t.host}: {t.task}: {t.msg or t.res}" for t in self.failures()]
         return "\n".join(lines) + "\n--- output tail ---\n" + self.stdout[-4000:]
 
+    def slowest(self, count: int = 10) -> list[tuple[str, float]]:
+        """The tasks that took longest, summed over hosts (where a run spends its time)."""
+        spent: dict[str, float] = {}
+        for t in self.tasks:
+            spent[t.task] = spent.get(t.task, 0.0) + t.duration
+        return sorted(spent.items(), key=lambda item: -item[1])[:count]
+
 
 def run_playbook(
     playbook: str | Path,
@@ -113,6 +123,7 @@ def run_playbook(
     if diff:
         cmdline.append("--diff")
     with tempfile.TemporaryDirectory(prefix="forge-runner-") as private_data_dir:
+        started = time.monotonic()
         runner = ansible_runner.run(
             private_data_dir=private_data_dir,
             project_dir=str(REPO_ROOT),
@@ -138,6 +149,7 @@ def run_playbook(
             quiet=True,
             suppress_env_files=True,
         )
+        duration_s = time.monotonic() - started
         tasks = []
         for event in runner.events:
             status = _RESULT_EVENTS.get(event.get("event", ""))
@@ -152,12 +164,18 @@ def run_playbook(
                     status=status,
                     res=data.get("res") or {},
                     ignore_errors=bool(data.get("ignore_errors")),
+                    duration=float(data.get("duration") or 0.0),
                 )
             )
         stats = _host_stats(runner.stats or {})
         stdout = runner.stdout.read()
     return PlaybookResult(
-        rc=runner.rc, status=runner.status, stdout=stdout, tasks=tasks, stats=stats
+        rc=runner.rc,
+        status=runner.status,
+        stdout=stdout,
+        tasks=tasks,
+        stats=stats,
+        duration_s=duration_s,
     )
 
 
