@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -156,13 +157,19 @@ def run_playbook(
             if status is None:
                 continue
             data = event["event_data"]
+            res = data.get("res") or {}
+            if "censored" in res and "changed" not in res:
+                # ansible-runner hides a no_log result whole, "changed" too; the status line
+                # the stdout callback printed for it still says whether it changed
+                changed = re.search(r"^changed: \[", event.get("stdout") or "", re.M)
+                res = {**res, "changed": bool(changed)}
             tasks.append(
                 TaskResult(
                     host=data.get("host", ""),
                     task=data.get("task", ""),
                     action=data.get("task_action", ""),
                     status=status,
-                    res=data.get("res") or {},
+                    res=res,
                     ignore_errors=bool(data.get("ignore_errors")),
                     duration=float(data.get("duration") or 0.0),
                 )
