@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ class TaskResult:
     status: str  # ok | failed | skipped | unreachable
     res: dict[str, Any]
     ignore_errors: bool = False
+    duration: float = 0.0  # seconds this task took on this host (ansible-runner's timing)
 
     @property
     def changed(self) -> bool:
@@ -62,6 +65,7 @@ class PlaybookResult:
     stdout: str
     tasks: list[TaskResult] = field(default_factory=list)
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    duration_s: float = 0.0  # wall time of the whole ansible-playbook run
 
     @property
     def ok(self) -> bool:
@@ -92,6 +96,13 @@ class PlaybookResult:
         lines += [f"{t.host}: {t.task}: {t.msg or t.res}" for t in self.failures()]
         return "\n".join(lines) + "\n--- output tail ---\n" + self.stdout[-4000:]
 
+    def slowest(self, count: int = 10) -> list[tuple[str, float]]:
+        """The tasks that took longest, summed over hosts (where a run spends its time)."""
+        spent: dict[str, float] = {}
+        for t in self.tasks:
+            spent[t.task] = spent.get(t.task, 0.0) + t.duration
+        return sorted(spent.items(), key=lambda item: -item[1])[:count]
+
 
 def run_playbook(
     playbook: str | Path,
@@ -113,6 +124,7 @@ def run_playbook(
     if diff:
         cmdline.append("--diff")
     with tempfile.TemporaryDirectory(prefix="forge-runner-") as private_data_dir:
+        started = time.monotonic()
         runner = ansible_runner.run(
             private_data_dir=private_data_dir,
             project_dir=str(REPO_ROOT),
@@ -138,26 +150,39 @@ def run_playbook(
             quiet=True,
             suppress_env_files=True,
         )
+        duration_s = time.monotonic() - started
         tasks = []
         for event in runner.events:
             status = _RESULT_EVENTS.get(event.get("event", ""))
             if status is None:
                 continue
             data = event["event_data"]
+            res = data.get("res") or {}
+            if "censored" in res and "changed" not in res:
+                # ansible-runner hides a no_log result whole, "changed" too; the status line
+                # the stdout callback printed for it still says whether it changed
+                changed = re.search(r"^changed: \[", event.get("stdout") or "", re.M)
+                res = {**res, "changed": bool(changed)}
             tasks.append(
                 TaskResult(
                     host=data.get("host", ""),
                     task=data.get("task", ""),
                     action=data.get("task_action", ""),
                     status=status,
-                    res=data.get("res") or {},
+                    res=res,
                     ignore_errors=bool(data.get("ignore_errors")),
+                    duration=float(data.get("duration") or 0.0),
                 )
             )
         stats = _host_stats(runner.stats or {})
         stdout = runner.stdout.read()
     return PlaybookResult(
-        rc=runner.rc, status=runner.status, stdout=stdout, tasks=tasks, stats=stats
+        rc=runner.rc,
+        status=runner.status,
+        stdout=stdout,
+        tasks=tasks,
+        stats=stats,
+        duration_s=duration_s,
     )
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import stand_ins
 from tests.harness.playbook import run_playbook
+from tests.harness.site import site_settings
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -31,15 +31,9 @@ def read_csv(path: Path) -> dict[str, dict[str, str]]:
 def run(lab, tmp_path_factory):
     """site.yml once; the report, the settings and the secrets it must never show."""
     folder = tmp_path_factory.mktemp("report")
-    reports, credentials = folder / "reports", folder / "credentials"
-    with stand_ins.running(lab.lab.gateway, folder / "stand-ins.yml") as settings_file:
-        settings = yaml.safe_load(settings_file.read_text())
-        extravars = {
-            **settings,
-            "report_dir": str(reports),
-            "webui_credentials_dir": str(credentials),
-        }
-        envvars = {"FORGE_RUN_RECORD": str(reports / ".run-record.json")}
+    with site_settings(lab, folder) as site:
+        settings, extravars, envvars = site.extravars, site.extravars, site.envvars
+        reports, credentials = site.reports, site.credentials
         result = run_playbook("site.yml", lab.inventory, extravars=extravars, envvars=envvars)
     assert result.ok, result.explain()
     access = list(csv.DictReader((credentials / "webui-access.csv").open()))
