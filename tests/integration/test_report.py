@@ -36,6 +36,23 @@ SYNC_RESULT = "/home/azureuser/.forge-sync/last-run.json"
 
 MIRROR_FILE = "mirror-copy.safetensors"
 
+# After site.yml, a sync as cron starts it (against the stand-ins' Azurite), while nobody
+# lists the processes every 50 ms: AzCopy runs for a second or so, too short for the 1 s
+# sampling during site.yml to be sure to see it.
+SYNC_WATCHED = r"""
+samples=$(mktemp)
+rm -f /tmp/sync-done
+su nobody -s /bin/sh -c 'i=0; while [ ! -e /tmp/sync-done ] && [ $i -lt 1200 ]; do
+  ps -eo user,args; echo "#"; i=$((i+1)); sleep 0.05; done' > "$samples" &
+su azureuser -s /bin/sh -c "mkdir -p $OUTPUTS && date > $OUTPUTS/audit.txt &&
+  /usr/local/bin/forge-sync-outputs $CONFIG" > /dev/null 2>&1
+touch /tmp/sync-done
+wait
+cat "$samples"
+rm -f "$samples" /tmp/sync-done
+""".replace("$CONFIG", "/home/azureuser/.forge-sync/config.json")
+SYNC_WATCHED = SYNC_WATCHED.replace("$OUTPUTS", f"{FORGE}/outputs")
+
 
 def read_csv(path: Path) -> dict[str, dict[str, str]]:
     return {row["host"]: row for row in csv.DictReader(io.StringIO(path.read_text()))}
@@ -120,14 +137,19 @@ def run(lab, tmp_path_factory):
             )
         finally:
             samples = sampler.stop()
-    assert result.ok, result.explain()
+        seconds = time.monotonic() - started
+        assert result.ok, result.explain()
+        sync_records = {h: lab.exec(h, "cat", SYNC_RESULT, check=False) for h in lab.hosts}
+        during_sync = podman.exec_in(lab.hosts[0], "sh", "-c", SYNC_WATCHED).split("#\n")
     access = list(csv.DictReader((credentials / "webui-access.csv").open()))
     secrets = [settings["models_huggingface_token"], settings["models_civitai_api_key"], header]
     secrets += [row[key] for row in access for key in ("password", "api_password") if row.get(key)]
     signature = re.search(r"[?&]sig=([^&]+)", settings["sync_sas_url"]).group(1)
     return {
         "samples": samples,
-        "seconds": time.monotonic() - started,
+        "during_sync": during_sync,
+        "sync_records": sync_records,
+        "seconds": seconds,
         "access": access,
         "credentials": credentials,
         "signature": signature,
@@ -161,7 +183,7 @@ def test_site_writes_the_report_with_each_vms_own_values(lab, run):
         assert row["share_url"].endswith(".gradio.live")
         assert row["service_state"] == "active/running"
         assert row["user"] == "student"
-        last_sync = lab.exec(host, "cat", SYNC_RESULT, check=False)  # the sync stage's record
+        last_sync = run["sync_records"][host]  # the sync record as site.yml left it
         sync_status = json.loads(last_sync)["status"] if last_sync.startswith("{") else "never run"
         assert row["sync_status"] == sync_status
         assert row["status"] == "ok", row["problems"]
@@ -327,6 +349,9 @@ def test_no_secret_in_the_process_lists_another_user_sees(lab, run):
     # the sampler kept up with the run: at least one sample per host every 5 s
     assert len(samples) >= len(lab.hosts) * run["seconds"] / 5, (len(samples), run["seconds"])
     assert all(seen.startswith("USER") for _, seen in samples), samples[0][1][:200]
+    during_sync = run["during_sync"]
+    assert len(during_sync) >= 10  # sampled all through the sync
+    samples = [*samples, *((lab.hosts[0], seen) for seen in during_sync)]
     leaks = [
         (host, name, line.replace(secret, f"<{name}>"))
         for host, seen in samples
@@ -335,6 +360,8 @@ def test_no_secret_in_the_process_lists_another_user_sees(lab, run):
         if secret in line
     ]
     hidden = all("hidepid" in lab.exec(h, "findmnt", "-no", "OPTIONS", "/proc") for h in lab.hosts)
+    if not hidden:  # another user sees every process: then the sampling saw AzCopy run
+        assert any("azcopy" in seen for seen in during_sync)
     if leaks and not hidden and all("azcopy" in line and "SAS" in n for _, n, line in leaks):
         pytest.xfail(
             "AzCopy's argv carries the SAS while a sync runs; hidden from other users once "
