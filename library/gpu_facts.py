@@ -35,7 +35,10 @@ options:
     elements: str
     default: []
   model_catalog:
-    description: Catalog entries (models_catalog); each C(base_model) is checked too.
+    description:
+      - Catalog entries (models_catalog); each C(base_model) is checked too.
+      - Values of entries' C(headers) are masked like C(no_log) options, in the invocation
+        logged to the host's journal and in the result.
     type: list
     elements: raw
     default: []
@@ -132,7 +135,7 @@ torch_cuda_supported:
 
 import subprocess
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.forge_fleet.catalog_module import CatalogModule
 from ansible.module_utils.forge_fleet.nvidia_gpu import (
     families_in_catalog,
     probe,
@@ -142,7 +145,9 @@ from ansible.module_utils.forge_fleet.nvidia_gpu import (
 
 
 def main() -> None:
-    module = AnsibleModule(
+    # CatalogModule: the catalog's header values (a mirror's token) are masked from the
+    # moment the options are read, in the invocation logged to the VM's journal too.
+    module = CatalogModule(
         argument_spec={
             "host": {"type": "str", "default": "this host"},
             "torch_cuda": {"type": "str", "default": "cu121"},

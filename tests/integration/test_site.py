@@ -50,11 +50,41 @@ def test_group_vars_apply_to_site_and_to_a_single_playbook(lab, forge, converged
     assert facts["base_disk"]["measured_path"] in ("/home/azureuser", FORGE_DIR)
 
 
-def test_site_repairs_a_removed_package_and_changes_nothing_else(lab, forge, converged):
-    host = lab.hosts[1]
+def test_a_clean_run_prints_no_warning_and_no_deprecation(converged):
+    assert "[WARNING]" not in converged.stdout
+    assert "[DEPRECATION WARNING]" not in converged.stdout
+    assert "PLAY RECAP" in converged.stdout  # the whole output, to its end
+    assert "Failed hosts" not in converged.stdout
+
+
+def test_site_repairs_a_vm_while_its_neighbour_fails_and_lists_the_failed_one_at_the_end(
+    lab, forge, converged
+):
+    """One VM fails its preflight (no GPU); the other goes on through every stage and is
+    repaired; the run ends with the failed VM, its task and message."""
+    failing, host = lab.hosts
+    scenario = lab.exec(failing, "cat", "/etc/forge-lab/gpu-scenario").strip()
     lab.exec(host, "apt-get", "remove", "-y", "-qq", "curl")
-    repaired = run_playbook("site.yml", lab.inventory, extravars=forge)
-    assert repaired.ok, repaired.explain()
+    lab.set_gpu(failing, "none")
+    try:
+        repaired = run_playbook("site.yml", lab.inventory, extravars=forge)
+    finally:
+        lab.set_gpu(failing, scenario)
+    assert not repaired.ok
+    assert [t.host for t in repaired.failures()] == [failing]
+    assert repaired.failures()[0].task.endswith("Check that the host can run Forge")
     assert repaired.changed_tasks(host) == ["Install the packages Forge needs"]
-    assert repaired.stats[lab.hosts[0]]["changed"] == 0
+    assert repaired.stats[host]["failures"] == 0
     assert lab.exec(host, "dpkg-query", "-W", "-f=${Status}", "curl") == "install ok installed"
+    # the other VM went through every stage, the last one included
+    assert repaired.task("Show one line per host and where the report is", host)
+    assert "Install the packages Forge needs" not in {t.task for t in repaired.for_host(failing)}
+    closing = repaired.stdout.split("PLAY RECAP")[1].splitlines()
+    failed = [line for line in closing if line.startswith(("Failed hosts", f"  {failing}:"))]
+    assert failed[0] == f"Failed hosts (1 of 2): fix these, then re-run with --limit {failing}"
+    assert failed[1].startswith(
+        f'  {failing}: failed at "preflight : Check that the host can run Forge": '
+        f"Preflight failed on {failing}: "
+    )
+    assert len(failed) == 2
+    assert "nvidia-smi" in failed[1]

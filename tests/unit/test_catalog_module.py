@@ -37,3 +37,14 @@ def test_header_values_are_masked_when_the_catalog_is_refused(tmp_path):
     assert result["failed"] is True
     assert "unknown key 'colour'" in result["msg"]
     assert SECRET not in output
+
+
+def test_gpu_facts_masks_the_header_values_of_its_catalog(tmp_path):
+    """The preflight's VRAM check takes the whole catalog (headers and all)."""
+    task = {"name": "Read the GPUs", "gpu_facts": {"model_catalog": [ENTRY]}}
+    output, result = run_task(tmp_path, task)
+    assert "invocation" in output  # really at -vvv
+    assert SECRET not in output
+    assert "lab-team-blue" not in output
+    assert SECRET not in json.dumps(result)
+    assert "X-Org: VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output  # in the invocation, masked
