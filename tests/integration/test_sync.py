@@ -133,6 +133,19 @@ def test_check_mode_on_a_fresh_host_reports_changes_and_changes_nothing(lab, dry
         assert lab.exec(host, "sh", "-c", "ls /opt/azcopy 2>&1 || true").startswith("ls:")
 
 
+def test_missing_azcopy_sha256_fails_clearly_and_changes_nothing(lab, blob, dry_run):
+    # still the fresh hosts: no AzCopy on the PATH, so the pinned release would be installed
+    result = sync_run(blob, lab, extravars={"sync_azcopy_sha256": ""})
+    assert not result.ok
+    for host in lab.hosts:
+        failure = result.task("Check that the AzCopy tarball's sha256 is set", host)
+        assert failure.failed and "set that file's sha256 (sync_azcopy_sha256" in failure.msg
+        assert result.changed_tasks(host) == []
+        assert lab.exec(host, "sh", "-c", "ls /opt/azcopy 2>&1 || true").startswith("ls:")
+        status = lab.exec(host, "dpkg-query", "-W", "-f=${Status}", "libsecret-1-0", check=False)
+        assert status != "install ok installed"
+
+
 def test_azcopy_is_installed_from_the_pinned_tarball_and_reported(lab, blob, converged):
     for host in lab.hosts:
         fact = converged.task("Remember which AzCopy runs", host).res["ansible_facts"][
