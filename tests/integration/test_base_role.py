@@ -1,5 +1,5 @@
 """The base role's check mode and bad-input paths on one fresh lab VM they share: none of
-them changes it (each asserts so), so one VM boot serves all three."""
+them changes it (each asserts so), so one VM boot serves them all."""
 
 from __future__ import annotations
 
@@ -55,3 +55,30 @@ def test_wrongly_typed_input_is_refused_before_any_change(fresh_vm):
     assert "base_apt_cache_valid_time" in failure.msg
     assert result.changed_tasks(host) == []
     assert not _installed(lab, host, "git")
+
+
+def test_a_refused_proc_remount_fails_naming_the_way_out_and_writes_no_fstab_line(
+    fresh_vm, tmp_path
+):
+    """The path a VM whose kernel refuses the remount takes (a container without
+    CAP_SYS_ADMIN): here mount(8) refuses it, run as the unprivileged azureuser. The module
+    must fail saying why and how to turn hidepid off, before it writes the fstab line."""
+    lab = fresh_vm
+    host = lab.hosts[0]
+    fstab = "/home/azureuser/fstab-copy"
+    lab.exec(host, "install", "-o", "azureuser", "-m", "0644", "/etc/fstab", fstab)
+    before = lab.exec(host, "cat", fstab)
+    playbook = tmp_path / "refused.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  become: false\n  tasks:\n"
+        "    - name: Hide other users' processes\n"
+        f"      proc_hidepid: {{hidepid: noaccess, gid: 0, fstab: {fstab}}}\n"
+    )
+    result = run_playbook(playbook, lab.inventory)
+    assert not result.ok
+    failure = result.task("Hide other users' processes", host)
+    assert failure.failed
+    assert "mount -o remount,hidepid=1,gid=0 /proc failed" in failure.msg
+    assert 'base_proc_hidepid: "off"' in failure.msg
+    assert lab.exec(host, "cat", fstab) == before
+    assert "hidepid" not in lab.exec(host, "grep", " /proc ", "/proc/self/mountinfo")
