@@ -13,7 +13,9 @@ SECRET = "webui-password-7f3a9c1e55"
 
 
 def play(*tasks, check=False):
-    return [{"hosts": "localhost", "gather_facts": False, "check_mode": check, "tasks": list(tasks)}]
+    return [
+        {"hosts": "localhost", "gather_facts": False, "check_mode": check, "tasks": list(tasks)}
+    ]
 
 
 def write(folder, files, **options):
