@@ -228,7 +228,12 @@ def test_env_with_the_wrong_python_is_recreated(lab, served, converged):
 
 
 @pytest.fixture(scope="module")
-def drifted(lab, served, converged):
+def record_before_drift(lab, converged):
+    return record(lab, lab.hosts[0])
+
+
+@pytest.fixture(scope="module")
+def drifted(lab, served, converged, record_before_drift):
     """Every kind of drift at once, then one run."""
     host = lab.hosts[0]
     as_user(lab, host, f"git -C {FORGE} checkout -q {served.built.forge_commits[0]}")
@@ -277,6 +282,14 @@ def test_deleted_env_is_recreated_and_prepared_again(lab, drifted):
     assert drifted.task("Collect the preparation result", host).changed
     frozen = as_user(lab, host, f"{ENV}/bin/python -m pip list --format=freeze")
     assert "torch==2.3.1+cu121" in frozen
+
+
+def test_a_new_preparation_is_a_new_fingerprint_for_the_webui(lab, drifted, record_before_drift):
+    # the env comes back with the same packages, yet Forge must restart on it (roles/webui)
+    now, before = record(lab, lab.hosts[0]), record_before_drift
+    assert now["environment_sha256"] == before["environment_sha256"]
+    assert now["prepared_at"] > before["prepared_at"]
+    assert now["fingerprint"] != before["fingerprint"]
 
 
 # -- conda_install: no conda on the host, Miniforge from the lab ---------------------------

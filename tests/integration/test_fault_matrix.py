@@ -2,7 +2,10 @@
 one fault per host. Each round runs `site.yml --check --diff` (it must report the fault on
 its host, naming it, and change nothing) and then `site.yml` (it must repair exactly that
 fault and change nothing else, on either host). The matrix with the time of each run is
-written to fault-matrix.md in the module's temporary folder (README: "Repair by re-run")."""
+written to fault-matrix.md in the class's temporary folder (README: "Repair by re-run").
+
+The rounds are split over two test classes, each with its own two VMs (a class-scoped lab),
+so that `tests/run` (pytest-xdist, `--dist loadscope`) runs the halves on two workers."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import pytest
 
 from lab import podman
 from tests.fixtures import models
+from tests.harness.lab import free_port_block, lab_vms
 from tests.harness.playbook import PlaybookResult, run_playbook
 from tests.harness.site import SiteSettings, site_settings
 
@@ -38,6 +42,8 @@ PLAN = "Plan the downloads and check disk space and base models"
 SHOW_PLAN = "Show what a real run would download or repair"
 DOWNLOADED = "Collect the download results"
 LOGIN_FILE = "Write the login file (--gradio-auth-path)"
+LOGIN_MODE = "Set the owner and mode of the credentials files"
+UNIT_FILE = "Render the systemd unit"
 RESTART = "Restart the webui"
 ACCESS_ROW = "Write this host's access row on the controller"
 # run_once on the controller for the whole fleet: counted on the play's first host, whichever
@@ -120,8 +126,8 @@ FAULTS = [
         "unit file edited",
         f"sed -i 's/^Restart=on-failure/Restart=always/' {UNIT}",
         _hash(UNIT),
-        ["Render the systemd unit", RESTART],
-        ["Render the systemd unit", RESTART, ACCESS_ROW],
+        [UNIT_FILE, RESTART],
+        [UNIT_FILE, RESTART, ACCESS_ROW],
         detail="Restart=always",
         restarts=True,
     ),
@@ -129,17 +135,19 @@ FAULTS = [
         "auth file deleted",
         f"rm {AUTH_FILE}",
         _state(AUTH_FILE),
-        [LOGIN_FILE, RESTART],
-        [LOGIN_FILE, RESTART, ACCESS_ROW],
+        # created empty and 0600 first, then the password is written into it
+        [LOGIN_MODE, LOGIN_FILE, RESTART],
+        [LOGIN_MODE, LOGIN_FILE, RESTART, ACCESS_ROW],
         restarts=True,
     ),
     Fault(
         "auth file mode loosened",
         f"chmod 0644 {AUTH_FILE}",
         _state(AUTH_FILE),
-        [LOGIN_FILE, RESTART],
-        [LOGIN_FILE, RESTART, ACCESS_ROW],
-        restarts=True,
+        # the mode alone: Forge reads the file at start and its content did not change
+        [LOGIN_MODE],
+        [LOGIN_MODE],
+        detail='"mode": "0644"',
     ),
     Fault(
         "conda env deleted",
@@ -147,17 +155,24 @@ FAULTS = [
         f"{ENV}/bin/python -c 'import importlib.metadata as m; "
         'print(sorted(d.metadata["Name"] for d in m.distributions()))\' 2>/dev/null '
         "|| echo absent",
+        # prepared again: a new fingerprint in the unit restarts Forge on the new env
         [
             "Create the conda environment for Forge",
             "Report the preparation that would run (check mode)",
             "Record what was checked out and prepared",
+            UNIT_FILE,
+            RESTART,
         ],
         [
             "Create the conda environment for Forge",
             "Collect the preparation result",
             "Record what was checked out and prepared",
+            UNIT_FILE,
+            RESTART,
+            ACCESS_ROW,
         ],
         detail='"before": "absent',
+        restarts=True,
     ),
     Fault(
         "checkout moved to another commit",
@@ -196,9 +211,7 @@ FAULTS = [
         "AzCopy removed",
         f"rm -rf {AZCOPY}",
         _hash(f"{AZCOPY}/*/azcopy"),
-        # the folder names the install in --check: the download and unpack have no folder
-        # to act in until the real run (roles/sync/tasks/setup.yml)
-        ["Create the AzCopy folder"],
+        ["Create the AzCopy folder", "Download the AzCopy release", "Unpack AzCopy"],
         ["Create the AzCopy folder", "Download the AzCopy release", "Unpack AzCopy"],
         detail=AZCOPY,
     ),
@@ -232,6 +245,10 @@ ROUNDS: list[tuple[str, str | None]] = [
     ("SAS file deleted", None),
 ]
 assert sorted(n for pair in ROUNDS for n in pair if n) == sorted(BY_NAME)
+# The two halves (ROUNDS indices), one per test class and lab; about equal in time: the
+# second has the conda round (a preparation) and the checkout round (long runs).
+HALVES = ((0, 1, 2, 3, 8), (4, 5, 6, 7))
+assert sorted(i for half in HALVES for i in half) == list(range(len(ROUNDS)))
 
 
 @dataclass
@@ -257,8 +274,8 @@ def on_host(result: PlaybookResult, host: str) -> list[str]:
 class Matrix:
     """Runs the rounds in order, each once, when a test first asks for one of its faults."""
 
-    def __init__(self, lab, site: SiteSettings, folder: Path) -> None:
-        self.lab, self.site, self.folder = lab, site, folder
+    def __init__(self, lab, site: SiteSettings, folder: Path, rounds: tuple[int, ...]) -> None:
+        self.lab, self.site, self.folder, self.rounds = lab, site, folder, rounds
         self.outcomes: dict[str, Outcome] = {}
         self.failed: dict[int, Exception] = {}
         self.ran: set[int] = set()
@@ -283,7 +300,7 @@ class Matrix:
 
     def outcome(self, name: str) -> Outcome:
         """Each round leaves both hosts repaired, so a round can also run alone (-k)."""
-        index = next(i for i, pair in enumerate(ROUNDS) if name in pair)
+        index = next(i for i in self.rounds if name in ROUNDS[i])
         if index not in self.ran:
             self.ran.add(index)
             try:
@@ -326,7 +343,7 @@ class Matrix:
             "check s | repair s |",
             "|---|---|---|---|---|",
         ]
-        for name in [n for pair in ROUNDS for n in pair if n]:
+        for name in names(self.rounds):
             out = self.outcomes.get(name)
             if out is None or out.check is None or out.real is None:
                 lines.append(f"| {name} | (not run) | | | |")
@@ -341,15 +358,17 @@ class Matrix:
                 f"| {name} | {reported} | {changed} | {out.check.duration_s:.0f} "
                 f"| {out.real.duration_s:.0f} |"
             )
-        last = self.outcomes[ROUNDS[-1][0]]
-        lines += [
-            "",
-            f"converge: {self.converge_s:.0f} s; where the last round's runs spent their time "
-            "(seconds, summed over hosts):",
-            "",
-            *(f"- check {t}: {s:.1f}" for t, s in last.check.slowest(8)),
-            *(f"- repair {t}: {s:.1f}" for t, s in last.real.slowest(8)),
-        ]
+        lines += ["", f"converge: {self.converge_s:.0f} s"]
+        done = [self.outcomes[n] for n in names(self.rounds) if n in self.outcomes]
+        if done and done[-1].check and done[-1].real:
+            last = done[-1]
+            lines += [
+                "",
+                "where the last round's runs spent their time (seconds, summed over hosts):",
+                "",
+                *(f"- check {t}: {s:.1f}" for t, s in last.check.slowest(8)),
+                *(f"- repair {t}: {s:.1f}" for t, s in last.real.slowest(8)),
+            ]
         path = self.folder / "fault-matrix.md"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -363,11 +382,20 @@ def inject_wrong_lora(host: str, folder: Path) -> None:
     podman.podman("cp", str(path), f"{host}:{WRONG_LORA}")
 
 
-@pytest.fixture(scope="module")
-def matrix(lab, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fault-matrix")
-    with site_settings(lab, folder) as site:
-        built = Matrix(lab, site, folder)
+def names(rounds: tuple[int, ...]) -> list[str]:
+    return [n for i in rounds for n in ROUNDS[i] if n]
+
+
+@pytest.fixture(scope="class")
+def matrix(request, tmp_path_factory):
+    """The class's own two VMs converged by site.yml, and its rounds (Matrix)."""
+    half = request.cls.HALF
+    folder = tmp_path_factory.mktemp(f"fault-matrix-{half + 1}")
+    with (
+        lab_vms(f"t-fault-matrix-{half + 1}", 2, free_port_block(2)) as lab,
+        site_settings(lab, folder) as site,
+    ):
+        built = Matrix(lab, site, folder, HALVES[half])
         converged = run_playbook(
             "site.yml", lab.inventory, extravars=site.extravars, envvars=site.envvars
         )
@@ -376,11 +404,26 @@ def matrix(lab, tmp_path_factory):
         yield built
         if built.outcomes:
             path = built.write()
-            print(f"\nfault matrix ({path}):\n{path.read_text()}")
+            print(f"\nfault matrix, half {half + 1} ({path}):\n{path.read_text()}")
 
 
-@pytest.mark.parametrize("name", [n for pair in ROUNDS for n in pair if n])
-def test_check_reports_the_fault_and_one_rerun_repairs_only_it(matrix, name):
+class TestFirstHalf:
+    HALF = 0
+
+    @pytest.mark.parametrize("name", names(HALVES[0]))
+    def test_check_reports_the_fault_and_one_rerun_repairs_only_it(self, matrix, name):
+        check_reports_the_fault_and_one_rerun_repairs_only_it(matrix, name)
+
+
+class TestSecondHalf:
+    HALF = 1
+
+    @pytest.mark.parametrize("name", names(HALVES[1]))
+    def test_check_reports_the_fault_and_one_rerun_repairs_only_it(self, matrix, name):
+        check_reports_the_fault_and_one_rerun_repairs_only_it(matrix, name)
+
+
+def check_reports_the_fault_and_one_rerun_repairs_only_it(matrix: Matrix, name: str) -> None:
     out = matrix.outcome(name)
     fault, host = out.fault, out.host
     assert out.faulty != out.healthy, f"{name}: the injection changed nothing"

@@ -269,6 +269,24 @@ def test_a_new_forge_fingerprint_restarts_forge_once(lab, rerun):
     assert "new-checkout-by-test" in lab.exec(host, "systemctl", "cat", UNIT)
 
 
+def test_loosened_login_file_modes_are_put_back_without_a_restart(lab, rerun):
+    host = lab.hosts[0]
+    lab.exec(host, "chmod", "0644", AUTH_FILE, API_AUTH_FILE)
+    lab.exec(host, "chown", "root", AUTH_FILE)
+    before, pid = starts(lab, host), main_pid(lab, host)
+    dry = webui(lab, check=True, diff=True, limit=host)
+    assert dry.ok, dry.explain()
+    assert dry.changed_tasks(host) == ["Set the owner and mode of the credentials files"]
+    assert lab.exec(host, "stat", "-c", "%U %a", AUTH_FILE).split() == ["root", "644"]
+    result = webui(lab, limit=host)
+    assert result.ok, result.explain()
+    # Forge reads both files only when it starts, and their content did not change
+    assert result.changed_tasks(host) == ["Set the owner and mode of the credentials files"]
+    for path in (AUTH_FILE, API_AUTH_FILE):
+        assert lab.exec(host, "stat", "-c", "%U %a", path).split() == ["azureuser", "600"]
+    assert (starts(lab, host), main_pid(lab, host)) == (before, pid)
+
+
 def test_systemd_brings_forge_back_after_kill_9(lab, rerun):
     host = lab.hosts[0]
     pid = main_pid(lab, host)
