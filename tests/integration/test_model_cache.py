@@ -18,6 +18,7 @@ from lab.tls import issue_server_cert
 from tests.doubles.download_site import DownloadSite, build_azcopy_tarball
 from tests.doubles.model_hub import ModelHub
 from tests.fixtures import models as m
+from tests.fixtures.catalog import SD15_CATALOG
 from tests.harness.azurite import Azurite
 from tests.harness.lab import free_port_block, lab_vms
 from tests.harness.playbook import run_playbook
@@ -31,16 +32,7 @@ CHECKPOINT = f"{FORGE}/models/Stable-diffusion/tiny-sd15.safetensors"
 LORA = f"{FORGE}/models/Lora/detail-tweaker.safetensors"
 CONTAINER = "models"
 DAYS = datetime.timedelta(days=30)
-CATALOG = [
-    {
-        "source": "huggingface",
-        "repo": "runwayml/tiny-sd15",
-        "file": "tiny-sd15.safetensors",
-        "kind": "checkpoint",
-        "base_model": "sd1",
-    },
-    {"source": "civitai", "version_id": 1001},
-]
+CATALOG = SD15_CATALOG
 
 
 @pytest.fixture(scope="module")

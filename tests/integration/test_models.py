@@ -13,6 +13,7 @@ from forge_fleet.http_download import human_bytes
 from lab.tls import issue_server_cert
 from tests.doubles.model_hub import ModelHub
 from tests.fixtures import models as m
+from tests.fixtures.catalog import SD15_CATALOG
 from tests.harness.playbook import run_playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -21,16 +22,7 @@ TOKEN = "hf_lab_token_never_printed_5d41402abc4b2a76"
 KEY = "civitai_lab_key_never_printed_7d793037a076"
 MIRROR = "mirror_header_never_printed_9e107d9d372bb6826bd8"
 FORGE = "/home/azureuser/stable-diffusion-webui-forge"
-CATALOG = [
-    {
-        "source": "huggingface",
-        "repo": "runwayml/tiny-sd15",
-        "file": "tiny-sd15.safetensors",
-        "kind": "checkpoint",
-        "base_model": "sd1",
-    },
-    {"source": "civitai", "version_id": 1001},
-]
+CATALOG = SD15_CATALOG
 
 
 @pytest.fixture(scope="module")
