@@ -32,12 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from lab.tls import issue_server_cert  # noqa: E402
-from tests.doubles.download_site import DownloadSite, build_azcopy_tarball  # noqa: E402
-from tests.doubles.model_hub import ModelHub  # noqa: E402
 from tests.fixtures import models as m  # noqa: E402
-from tests.harness.azurite import Azurite  # noqa: E402
 from tests.harness.lab import free_port_block, lab_vms  # noqa: E402
+from tests.harness.model_cache import cache_services  # noqa: E402
 from tests.harness.playbook import run_playbook  # noqa: E402
 
 TOKEN = "hf_bench_token"
@@ -71,65 +68,60 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
     checkpoint = m.write_with_data(tmp / "padded.safetensors", tensors)
     lora = m.write_with_data(tmp / "lora.safetensors", m.kohya_lora("sd1"), seed=2)
     catalog_bytes = checkpoint.stat().st_size + lora.stat().st_size
-    with lab_vms("bench-cache", args.vms, free_port_block(args.vms)) as lab:
-        gateway = lab.lab.gateway
-        cert, key = issue_server_cert([gateway], tmp / "tls")
-        tls = (str(cert), str(key))
-        tarball, sha256 = build_azcopy_tarball(tmp / "site")
-        with (
-            ModelHub(gateway, tls=tls) as hub,
-            Azurite(gateway, tmp / "azurite", tls) as azurite,
-            DownloadSite(gateway, tmp / "site", tls) as site,
-        ):
-            hub.state.tokens.add(TOKEN)
-            hub.state.civitai_keys.add(KEY)
-            hub.add_hf_file("bench/padded-sd15", "padded-sd15.safetensors", checkpoint)
-            hub.add_civitai_version(1001, 100, lora, name="lora.safetensors", base_model="SD 1.5")
-            container = azurite.service().create_container("models")
-            days = datetime.timedelta(days=1)
-            base = {
-                "models_catalog": CATALOG,
-                "models_huggingface_endpoint": hub.api_url,
-                "models_civitai_endpoint": hub.api_url,
-                "models_huggingface_token": TOKEN,
-                "models_civitai_api_key": KEY,
-                "models_poll_interval": 1,
-                "models_cache_azcopy_url": f"{site.url}/{tarball.name}",
-                "models_cache_azcopy_sha256": sha256,
-            }
-            cache = {
-                "models_cache_sas_url": azurite.sas_url("models", "rl", days),
-                "models_cache_stager_sas_url": azurite.sas_url("models", "rwl", days),
-            }
+    with (
+        lab_vms("bench-cache", args.vms, free_port_block(args.vms)) as lab,
+        cache_services(lab.lab.gateway, tmp) as services,
+    ):
+        hub, azurite = services.hub, services.azurite
+        hub.state.tokens.add(TOKEN)
+        hub.state.civitai_keys.add(KEY)
+        hub.add_hf_file("bench/padded-sd15", "padded-sd15.safetensors", checkpoint)
+        hub.add_civitai_version(1001, 100, lora, name="lora.safetensors", base_model="SD 1.5")
+        container = azurite.service().create_container("models")
+        days = datetime.timedelta(days=1)
+        base = {
+            "models_catalog": CATALOG,
+            "models_huggingface_endpoint": hub.api_url,
+            "models_civitai_endpoint": hub.api_url,
+            "models_huggingface_token": TOKEN,
+            "models_civitai_api_key": KEY,
+            "models_poll_interval": 1,
+            "models_cache_azcopy_url": services.azcopy_url,
+            "models_cache_azcopy_sha256": services.azcopy_sha256,
+        }
+        cache = {
+            "models_cache_sas_url": azurite.sas_url("models", "rl", days),
+            "models_cache_stager_sas_url": azurite.sas_url("models", "rwl", days),
+        }
 
-            def fresh() -> None:
-                for host in lab.hosts:
-                    lab.exec(host, "rm", "-rf", f"{FORGE}/models")
-                for blob in container.list_blobs():
-                    container.delete_blob(blob.name)
-                hub.state.log.clear()
+        def fresh() -> None:
+            for host in lab.hosts:
+                lab.exec(host, "rm", "-rf", f"{FORGE}/models")
+            for blob in container.list_blobs():
+                container.delete_blob(blob.name)
+            hub.state.log.clear()
 
-            def play(n: int, with_cache: bool) -> tuple[int, float]:
-                fresh()
-                began = time.monotonic()
-                result = run_playbook(
-                    "playbooks/models.yml",
-                    lab.inventory,
-                    extravars={**base, **(cache if with_cache else {})},
-                    limit=",".join(lab.hosts[:n]),
-                )
-                took = time.monotonic() - began
-                if not result.ok:
-                    raise SystemExit(result.explain())
-                return sum(hub.bytes_served().values()), took
+        def play(n: int, with_cache: bool) -> tuple[int, float]:
+            fresh()
+            began = time.monotonic()
+            result = run_playbook(
+                "playbooks/models.yml",
+                lab.inventory,
+                extravars={**base, **(cache if with_cache else {})},
+                limit=",".join(lab.hosts[:n]),
+            )
+            took = time.monotonic() - began
+            if not result.ok:
+                raise SystemExit(result.explain())
+            return sum(hub.bytes_served().values()), took
 
-            play(args.vms, True)  # warm-up: AzCopy installed everywhere, SSH connections up
-            hub.state.bytes_per_second = int(args.cap_mb * 1_000_000)
-            rows = []
-            for n in range(1, args.vms + 1):
-                origin, origin_s = play(n, False)
-                cached, cached_s = play(n, True)
-                rows.append((n, origin, origin_s, cached, cached_s))
+        play(args.vms, True)  # warm-up: AzCopy installed everywhere, SSH connections up
+        hub.state.bytes_per_second = int(args.cap_mb * 1_000_000)
+        rows = []
+        for n in range(1, args.vms + 1):
+            origin, origin_s = play(n, False)
+            cached, cached_s = play(n, True)
+            rows.append((n, origin, origin_s, cached, cached_s))
     return report(rows, catalog_bytes, args)
 
 

@@ -14,13 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from lab.tls import issue_server_cert
-from tests.doubles.download_site import DownloadSite, build_azcopy_tarball
-from tests.doubles.model_hub import ModelHub
 from tests.fixtures import models as m
 from tests.fixtures.catalog import SD15_CATALOG
-from tests.harness.azurite import Azurite
 from tests.harness.lab import free_port_block, lab_vms
+from tests.harness.model_cache import cache_services
 from tests.harness.playbook import run_playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -46,15 +43,8 @@ def lab():
 def net(lab, tmp_path_factory):
     """The origin (model hub stand-in), the cache (Azurite) and the AzCopy download site."""
     files = tmp_path_factory.mktemp("cache")
-    gateway = lab.lab.gateway
-    cert, key = issue_server_cert([gateway], files / "tls")
-    tls = (str(cert), str(key))
-    tarball, sha256 = build_azcopy_tarball(files / "site")
-    with (
-        ModelHub(gateway, tls=tls) as hub,
-        Azurite(gateway, files / "azurite", tls) as azurite,
-        DownloadSite(gateway, files / "site", tls) as site,
-    ):
+    with cache_services(lab.lab.gateway, files) as services:
+        hub, azurite = services.hub, services.azurite
         hub.state.tokens.add(TOKEN)
         hub.state.granted.add(TOKEN)
         hub.state.civitai_keys.add(KEY)
@@ -70,7 +60,7 @@ def net(lab, tmp_path_factory):
             "azurite": azurite,
             "read_sas": azurite.sas_url(CONTAINER, "rl", DAYS),
             "write_sas": azurite.sas_url(CONTAINER, "rwl", DAYS),
-            "azcopy": {"url": f"{site.url}/{tarball.name}", "sha256": sha256},
+            "azcopy": {"url": services.azcopy_url, "sha256": services.azcopy_sha256},
             "files": {
                 CHECKPOINT: (sha_of(checkpoint), checkpoint.stat().st_size),
                 LORA: (sha_of(lora), lora.stat().st_size),
