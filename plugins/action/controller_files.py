@@ -14,13 +14,12 @@ and after are returned, unless the task is ``no_log``. Documented in library/con
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import os
-import stat
-import tempfile
+import sys
+from pathlib import Path
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.action import ActionBase
 
 ARGUMENT_SPEC = {
@@ -38,20 +37,19 @@ ARGUMENT_SPEC = {
     "dir_mode": {"type": "raw", "default": "0755"},
 }
 
-# Larger files are reported as changed in --diff without their text.
-DIFF_MAX_BYTES = 64 * 1024
+_FILE_SET = Path(__file__).resolve().parents[2] / "module_utils/forge_fleet/file_set.py"
 
 
-def _mode(value, name: str) -> int:
-    """An octal mode as written in YAML: "0600", 0o600 (or 384), "600"."""
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value), 8)
-    except ValueError:
-        raise AnsibleActionFail(
-            f"{name} must be an octal mode such as '0644', not {value!r}"
-        ) from None
+def file_set():
+    """module_utils/forge_fleet/file_set.py, the plan and apply the host_files module runs on
+    the VMs. Controller plugins get no import path to module_utils/, so it is loaded by path."""
+    name = "forge_fleet_file_set"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _FILE_SET)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def _relative_name(name: str) -> str:
@@ -63,57 +61,6 @@ def _relative_name(name: str) -> str:
     return name
 
 
-def _current(target: str) -> tuple[bytes | None, int | None]:
-    """The file's bytes and mode, or (None, None) when there is no file; a folder or other
-    non-file in the way is an error, not something to replace."""
-    try:
-        info = os.lstat(target)
-    except FileNotFoundError:
-        return None, None
-    if not stat.S_ISREG(info.st_mode):
-        raise AnsibleActionFail(
-            f"{target} exists and is not a regular file: move it away and re-run"
-        )
-    with open(target, "rb") as handle:
-        return handle.read(), stat.S_IMODE(info.st_mode)
-
-
-def _replace(target: str, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``target`` atomically: readers see the old file or the new one, and
-    a secret never sits in a file with a looser mode, not even for a moment."""
-    folder = os.path.dirname(target)
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-def _make_folder(path: str, mode: int, check: bool) -> bool:
-    """The folder (and missing parents) with ``mode``; True when it was or would be changed."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        if not check:
-            os.makedirs(path, mode=mode, exist_ok=True)
-            os.chmod(path, mode)  # makedirs' mode is filtered by the umask
-        return True
-    if not stat.S_ISDIR(info.st_mode):
-        raise AnsibleActionFail(f"{path} exists and is not a folder: move it away and re-run")
-    if stat.S_IMODE(info.st_mode) != mode:
-        if not check:
-            os.chmod(path, mode)
-        return True
-    return False
-
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False  # the files are the controller's: no connection to the host
@@ -122,50 +69,35 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        shared = file_set()
         folder = args["path"]
-        mode = _mode(args["mode"], "mode")
-        dir_mode = _mode(args["dir_mode"], "dir_mode")
         check = bool(self._task.check_mode)
         show_diff = bool(self._task.diff) and not self._task.no_log
-
-        # every name checked before anything is written: bad input leaves nothing half-done
-        targets = [
-            (os.path.join(folder, _relative_name(item["name"])), item["content"])
-            for item in args["files"]
-        ]
         try:
-            folder_changed = _make_folder(folder, dir_mode, check)
-            written, diffs = [], []
-            for target, content in targets:
-                data = to_bytes(content, errors="surrogate_or_strict")
-                before, before_mode = _current(target)
-                if before == data and before_mode == mode:
-                    continue
-                if not check:
-                    _replace(target, data, mode)
-                written.append(target)
-                if show_diff:
-                    diffs.append(_diff(target, before, data))
+            mode = shared.parse_mode(args["mode"], "mode")
+            dir_mode = shared.parse_mode(args["dir_mode"], "dir_mode")
+            # every name checked before anything is written: bad input leaves nothing half-done
+            entries = [shared.Entry(folder, state="directory", mode=dir_mode)] + [
+                shared.Entry(
+                    os.path.join(folder, _relative_name(item["name"])),
+                    content=item["content"].encode("utf-8", "surrogateescape"),
+                    mode=mode,
+                )
+                for item in args["files"]
+            ]
+            changes = shared.plan(entries)
+            if not check:
+                shared.apply(changes)
+        except shared.FileSetError as error:
+            raise AnsibleActionFail(str(error)) from error
         except OSError as error:
             where = error.filename or folder
             raise AnsibleActionFail(f"could not write {where}: {error.strerror}") from error
 
-        result.update(changed=folder_changed or bool(written), path=folder, written=written)
-        if diffs:
-            result["diff"] = diffs
+        written = [c.entry.path for c in changes if c.entry.state == "file"]
+        result.update(changed=bool(changes), path=folder, written=written)
+        if show_diff:
+            diffs = [shared.diff(c) for c in changes if c.entry.state == "file"]
+            if diffs:
+                result["diff"] = diffs
         return result
-
-
-def _diff(target: str, before: bytes | None, after: bytes) -> dict:
-    if max(len(before or b""), len(after)) > DIFF_MAX_BYTES:
-        return {
-            "before_header": target,
-            "after_header": target,
-            "prepared": f"{target}: changed (too large to show)\n",
-        }
-    return {
-        "before_header": target if before is not None else "(absent)",
-        "after_header": target,
-        "before": to_text(before or b"", errors="surrogate_or_replace"),
-        "after": to_text(after, errors="surrogate_or_replace"),
-    }

@@ -148,5 +148,5 @@ def test_a_bad_mode_is_refused(tmp_path):
     done = run_local_playbook(tmp_path, play({**task, "ignore_errors": True}))
     result = done.task("Write the files", "localhost")
     assert result.failed
-    assert "mode must be an octal mode such as '0644'" in result.msg
+    assert "mode: mode must be octal, such as '0644'" in result.msg
     assert not (tmp_path / "r").exists()

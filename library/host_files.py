@@ -1,0 +1,150 @@
+#!/usr/bin/python
+"""Ansible module: a role's files and folders on the host, in one module run (thin adapter)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: host_files
+short_description: Make a set of files and folders match, in one module run
+description:
+  - Brings every entry of O(files) to its declared state, in order: folders (created with
+    missing parents, owner and mode set), files (content, owner, mode) and paths to remove.
+  - One module run for a role's whole set, where a C(template), C(copy) or C(file) task per
+    file costs two or three on every re-run. Render templates on the controller with
+    C(lookup('ansible.builtin.template', ...)) and read role files with
+    C(lookup('ansible.builtin.file', ..., rstrip=false)).
+  - Everything is read and checked before anything is written (owners and groups that exist,
+    octal modes, a folder or other non-file where a file is declared, a file whose folder is
+    neither there nor declared before it): bad input fails naming the path, and nothing is
+    half-done.
+  - A file whose content changes is replaced atomically (a temporary file in the same folder,
+    created with the final owner and mode, fsynced, renamed). When only owner or mode differ
+    they are set in place.
+  - Supports check mode (nothing written; C(changes) says what would change) and diff mode.
+    A secret's content (O(files[].secret_content)) is never shown in a diff nor returned.
+options:
+  files:
+    description: The entries, in the order they are made.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      path:
+        description: Absolute path.
+        type: path
+        required: true
+      state:
+        description: C(file), C(directory) or C(absent) (a folder is removed with its content).
+        type: str
+        choices: [file, directory, absent]
+        default: file
+      content:
+        description: The file's content (state C(file)); give this or O(files[].secret_content).
+        type: str
+      secret_content:
+        description: The content of a file that holds a secret; never shown nor returned.
+        type: str
+      owner:
+        description: Owner (name or uid). Omitted, a new path is the module user's and an
+          existing one keeps its owner.
+        type: str
+      group:
+        description: Group (name or gid), like O(files[].owner).
+        type: str
+      mode:
+        description: Octal mode such as C('0600'). Omitted, a new file is 0644 and a new folder
+          0755; an existing path keeps its mode.
+        type: raw
+author: Forge Fleet
+"""
+
+EXAMPLES = r"""
+- name: Write the webui's files
+  host_files:
+    files:
+      - path: /home/azureuser/.config/forge-fleet
+        state: directory
+        owner: azureuser
+        group: azureuser
+        mode: "0700"
+      - path: /home/azureuser/.config/forge-fleet/webui-auth
+        secret_content: "student:{{ password }}\n"
+        owner: azureuser
+        group: azureuser
+        mode: "0600"
+      - path: /etc/systemd/system/forge-webui.service
+        content: "{{ lookup('ansible.builtin.template', 'forge-webui.service.j2') }}"
+        mode: "0644"
+  register: webui_files
+  notify: Restart the webui
+"""
+
+RETURN = r"""
+changes:
+  description: What changed (or would, in check mode), per path; each a list of
+    C(created), C(content), C(mode), C(owner), C(group), C(removed). Unchanged paths are left
+    out.
+  type: dict
+  returned: always
+  sample: {"/etc/systemd/system/forge-webui.service": ["content"]}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.forge_fleet.file_set import Entry, FileSetError, apply, diff, parse_mode, plan
+
+ENTRY_SPEC = {
+    "path": {"type": "path", "required": True},
+    "state": {"type": "str", "choices": ["file", "directory", "absent"], "default": "file"},
+    "content": {"type": "str"},
+    "secret_content": {"type": "str", "no_log": True},
+    "owner": {"type": "str"},
+    "group": {"type": "str"},
+    "mode": {"type": "raw"},
+}
+
+
+def _entry(item: dict) -> Entry:
+    text = item["secret_content"] if item["secret_content"] is not None else item["content"]
+    if item["content"] is not None and item["secret_content"] is not None:
+        raise FileSetError(f"{item['path']}: give content or secret_content, not both")
+    return Entry(
+        path=item["path"],
+        state=item["state"],
+        content=None if text is None else text.encode("utf-8", "surrogateescape"),
+        secret=item["secret_content"] is not None,
+        owner=item["owner"],
+        group=item["group"],
+        mode=parse_mode(item["mode"], item["path"]),
+    )
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "files": {"type": "list", "elements": "dict", "required": True, "options": ENTRY_SPEC},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        changes = plan([_entry(item) for item in module.params["files"]])
+    except FileSetError as error:
+        module.fail_json(msg=str(error))
+    except OSError as error:
+        module.fail_json(msg=f"could not read {error.filename}: {error.strerror}")
+    if not module.check_mode:
+        try:
+            apply(changes)
+        except OSError as error:
+            module.fail_json(msg=f"could not write {error.filename}: {error.strerror}")
+    result = {
+        "changed": bool(changes),
+        "changes": {change.entry.path: change.what for change in changes},
+    }
+    if module._diff and changes:
+        result["diff"] = [diff(change) for change in changes]
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
