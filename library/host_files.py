@@ -91,7 +91,14 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.forge_fleet.file_set import Entry, FileSetError, apply, diff, parse_mode, plan
+from ansible.module_utils.forge_fleet.file_set import (
+    Entry,
+    FileSetError,
+    apply,
+    diff,
+    parse_mode,
+    plan,
+)
 
 ENTRY_SPEC = {
     "path": {"type": "path", "required": True},

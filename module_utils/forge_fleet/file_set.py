@@ -76,7 +76,8 @@ def _uid(entry: Entry) -> int | None:
         return int(entry.owner) if str(entry.owner).isdigit() else pwd.getpwnam(entry.owner).pw_uid
     except KeyError:
         raise FileSetError(
-            f"{entry.path}: owner {entry.owner!r} does not exist on this host; create the user first"
+            f"{entry.path}: owner {entry.owner!r} does not exist on this host; "
+            "create the user first"
         ) from None
 
 
@@ -101,7 +102,9 @@ def _validate(entries: list[Entry]) -> None:
             raise FileSetError(f"{where}: declared twice; declare each path once")
         seen.add(entry.path)
         if entry.state not in STATES:
-            raise FileSetError(f"{where}: state must be one of {', '.join(STATES)}, not {entry.state!r}")
+            raise FileSetError(
+                f"{where}: state must be one of {', '.join(STATES)}, not {entry.state!r}"
+            )
         if entry.state == "file" and entry.content is None:
             raise FileSetError(f"{where}: a file needs its content")
         if entry.state != "file" and entry.content is not None:
@@ -127,7 +130,7 @@ def _missing_parents(path: str, will_exist: set[str]) -> list[str]:
         if parent in will_exist or os.path.isdir(parent):
             break
         if os.path.lexists(parent):
-            raise FileSetError(f"{path}: {parent} exists and is not a folder: move it away and re-run")
+            raise FileSetError(f"{path}: " + _in_the_way(parent, "a folder"))
         missing.append(parent)
         parent = os.path.dirname(parent)
     return list(reversed(missing))
@@ -139,41 +142,50 @@ def plan(entries: list[Entry]) -> list[Change]:
     changes = []
     will_exist: set[str] = set()  # folders declared earlier (not there yet in --check)
     for entry in entries:
-        uid, gid = _uid(entry), _gid(entry)
-        change = Change(entry)
-        try:
-            info = os.lstat(entry.path)
-        except FileNotFoundError:
-            info = None
-        if entry.state == "absent":
-            if info is not None:
-                change.what.append("removed")
-        elif info is None:
-            change.parents = _missing_parents(entry.path, will_exist)
-            if change.parents and entry.state == "file":
-                raise FileSetError(
-                    f"{entry.path}: its folder {change.parents[-1]} does not exist; declare the "
-                    "folder before the file"
-                )
-            change.what.append("created")
-        elif entry.state == "directory":
-            if not stat.S_ISDIR(info.st_mode):
-                raise FileSetError(f"{entry.path} exists and is not a folder: move it away and re-run")
-            change.what += _attributes(entry, info, uid, gid)
-        else:
-            if not stat.S_ISREG(info.st_mode):
-                raise FileSetError(f"{entry.path} exists and is not a regular file: move it away and re-run")
-            with open(entry.path, "rb") as handle:
-                before = handle.read()
-            if before != entry.content:
-                change.what.append("content")
-                change.before = before
-            change.what += _attributes(entry, info, uid, gid)
+        change = _plan_one(entry, will_exist)
         if entry.state == "directory":
             will_exist.update([*change.parents, entry.path])
         if change.what:
             changes.append(change)
     return changes
+
+
+def _plan_one(entry: Entry, will_exist: set[str]) -> Change:
+    uid, gid = _uid(entry), _gid(entry)
+    change = Change(entry)
+    try:
+        info = os.lstat(entry.path)
+    except FileNotFoundError:
+        info = None
+    if entry.state == "absent":
+        if info is not None:
+            change.what.append("removed")
+    elif info is None:
+        change.parents = _missing_parents(entry.path, will_exist)
+        if change.parents and entry.state == "file":
+            raise FileSetError(
+                f"{entry.path}: its folder {change.parents[-1]} does not exist; declare the "
+                "folder before the file"
+            )
+        change.what.append("created")
+    elif entry.state == "directory":
+        if not stat.S_ISDIR(info.st_mode):
+            raise FileSetError(_in_the_way(entry.path, "a folder"))
+        change.what += _attributes(entry, info, uid, gid)
+    else:
+        if not stat.S_ISREG(info.st_mode):
+            raise FileSetError(_in_the_way(entry.path, "a regular file"))
+        with open(entry.path, "rb") as handle:
+            before = handle.read()
+        if before != entry.content:
+            change.what.append("content")
+            change.before = before
+        change.what += _attributes(entry, info, uid, gid)
+    return change
+
+
+def _in_the_way(path: str, kind: str) -> str:
+    return f"{path} exists and is not {kind}: move it away and re-run"
 
 
 def apply(changes: list[Change]) -> None:

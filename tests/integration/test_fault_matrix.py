@@ -36,15 +36,17 @@ ENV = "/anaconda/envs/forge"
 AZCOPY = "/opt/azcopy"
 SYNC_SCRIPT = "/usr/local/bin/forge-sync-outputs"
 SAS_FILE = "/home/azureuser/.forge-sync/sas-url"
+STATE_RECORD = "/var/lib/forge-fleet/forge.json"  # the forge stage's record
 GIT = "git -c safe.directory=*"
 
 PLAN = "Plan the downloads and check disk space and base models"
 SHOW_PLAN = "Show what a real run would download or repair"
 DOWNLOADED = "Collect the download results"
-LOGIN_FILE = "Write the login file (--gradio-auth-path)"
-LOGIN_MODE = "Set the owner and mode of the credentials files"
-UNIT_FILE = "Render the systemd unit"
+WEBUI_FILES = "Write the login files, the launcher and the systemd unit"  # one host_files run
+RESTART_FOR = "Restart Forge for the files it reads when it starts"
 RESTART = "Restart the webui"
+RECORD = "Record what was checked out and prepared"
+SYNC_FILES = "Write the sync folders, the SAS URL, the settings and the script"
 ACCESS_ROW = "Write this host's access row on the controller"
 # run_once on the controller for the whole fleet: counted on the play's first host, whichever
 # host restarted; asserted per round, not per host
@@ -61,6 +63,8 @@ class Fault:
     detail: str = ""  # what --check must name besides the task (file, commit, line, ...)
     restarts: bool = False  # Forge restarts (a new share link: the controller's access file)
     kept: bool = False  # not the role's to repair: reported, left in place
+    # host_files tasks: what they change (or report in --check) on the host, path by path
+    files: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _state(path: str) -> str:
@@ -126,28 +130,31 @@ FAULTS = [
         "unit file edited",
         f"sed -i 's/^Restart=on-failure/Restart=always/' {UNIT}",
         _hash(UNIT),
-        [UNIT_FILE, RESTART, ACCESS_ROW],
-        [UNIT_FILE, RESTART, ACCESS_ROW],
+        [WEBUI_FILES, RESTART_FOR, RESTART, ACCESS_ROW],
+        [WEBUI_FILES, RESTART_FOR, RESTART, ACCESS_ROW],
         detail="Restart=always",
         restarts=True,
+        files={UNIT: ["content"]},
     ),
     Fault(
         "auth file deleted",
         f"rm {AUTH_FILE}",
         _state(AUTH_FILE),
-        # created empty and 0600 first, then the password is written into it
-        [LOGIN_MODE, LOGIN_FILE, RESTART, ACCESS_ROW],
-        [LOGIN_MODE, LOGIN_FILE, RESTART, ACCESS_ROW],
+        # created with its owner and 0600 before the password is written into it
+        [WEBUI_FILES, RESTART_FOR, RESTART, ACCESS_ROW],
+        [WEBUI_FILES, RESTART_FOR, RESTART, ACCESS_ROW],
         restarts=True,
+        files={AUTH_FILE: ["created"]},
     ),
     Fault(
         "auth file mode loosened",
         f"chmod 0644 {AUTH_FILE}",
         _state(AUTH_FILE),
         # the mode alone: Forge reads the file at start and its content did not change
-        [LOGIN_MODE],
-        [LOGIN_MODE],
-        detail='"mode": "0644"',
+        [WEBUI_FILES],
+        [WEBUI_FILES],
+        detail=f"{AUTH_FILE}: mode 0600",
+        files={AUTH_FILE: ["mode"]},
     ),
     Fault(
         "conda env deleted",
@@ -159,21 +166,24 @@ FAULTS = [
         [
             "Create the conda environment for Forge",
             "Report the preparation that would run (check mode)",
-            "Record what was checked out and prepared",
-            UNIT_FILE,
+            RECORD,
+            WEBUI_FILES,
+            RESTART_FOR,
             RESTART,
             ACCESS_ROW,
         ],
         [
             "Create the conda environment for Forge",
             "Collect the preparation result",
-            "Record what was checked out and prepared",
-            UNIT_FILE,
+            RECORD,
+            WEBUI_FILES,
+            RESTART_FOR,
             RESTART,
             ACCESS_ROW,
         ],
         detail='"before": "absent',
         restarts=True,
+        files={STATE_RECORD: ["content"], UNIT: ["content"]},
     ),
     Fault(
         "checkout moved to another commit",
@@ -220,16 +230,18 @@ FAULTS = [
         "sync script edited",
         f"echo '# edited by hand' >> {SYNC_SCRIPT}",
         _hash(SYNC_SCRIPT),
-        ["Install the sync script"],
-        ["Install the sync script"],
+        [SYNC_FILES],
+        [SYNC_FILES],
         detail="edited by hand",
+        files={SYNC_SCRIPT: ["content"]},
     ),
     Fault(
         "SAS file deleted",
         f"rm {SAS_FILE}",
         _state(SAS_FILE),
-        ["Store the SAS URL for the sync script"],
-        ["Store the SAS URL for the sync script"],
+        [SYNC_FILES],
+        [SYNC_FILES],
+        files={SAS_FILE: ["created"]},
     ),
 ]
 BY_NAME = {f.name: f for f in FAULTS}
@@ -265,6 +277,15 @@ class Outcome:
     check: PlaybookResult | None = None
     real: PlaybookResult | None = None
     others: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+
+
+def files_changed(result: PlaybookResult, host: str) -> dict[str, list[str]]:
+    """What the run's host_files tasks changed (or, in --check, would) on ``host``, by path."""
+    found: dict[str, list[str]] = {}
+    for task in result.for_host(host):
+        if task.action.endswith("host_files") and task.changed:
+            found.update(task.res["changes"])
+    return found
 
 
 def on_host(result: PlaybookResult, host: str) -> list[str]:
@@ -444,6 +465,9 @@ def check_reports_the_fault_and_one_rerun_repairs_only_it(matrix: Matrix, name: 
         # the real run: exactly the repair, and the state is back to what it was
         assert on_host(out.real, host) == fault.repair
         assert out.repaired == out.healthy, f"{name}: not repaired"
+    # the host_files tasks name each path they change, and only the fault's (both runs)
+    for run in (out.check, out.real):
+        assert files_changed(run, host) == fault.files, f"{name}: other files changed"
     # the recap counts every change, so no task changed unseen (a no_log one, say)
     for run in (out.check, out.real):
         for each in matrix.lab.hosts:

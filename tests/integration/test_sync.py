@@ -123,7 +123,7 @@ def test_check_mode_on_a_fresh_host_reports_changes_and_changes_nothing(lab, dry
     assert dry_run.ok, dry_run.explain()
     for host in lab.hosts:
         changed = dry_run.changed_tasks(host)
-        assert any("Install the sync script" in t for t in changed), changed
+        assert any("Write the sync folders, the SAS URL" in t for t in changed), changed
         assert any("Run the sync from cron" in t for t in changed), changed
         assert any("Create the AzCopy folder" in t for t in changed), changed
         assert lab.exec(host, "test", "-e", "/usr/local/bin/forge-sync-outputs", check=False) == ""

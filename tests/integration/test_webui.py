@@ -26,6 +26,8 @@ UNIT = "forge-webui.service"
 AUTH_FILE = "/home/azureuser/.config/forge-fleet/webui-auth"
 API_AUTH_FILE = "/home/azureuser/.config/forge-fleet/webui-api-auth"
 SCENARIO_FILE = "/etc/forge-lab/webui-scenario"
+LAUNCHER = "/usr/local/lib/forge-fleet/webui-launch.py"
+FILES = "Write the login files, the launcher and the systemd unit"  # one host_files run
 
 # One request from inside the VM: prints {"status", "headers", "body"} as JSON.
 HTTP = r"""
@@ -276,12 +278,15 @@ def test_loosened_login_file_modes_are_put_back_without_a_restart(lab, rerun):
     before, pid = starts(lab, host), main_pid(lab, host)
     dry = webui(lab, check=True, diff=True, limit=host)
     assert dry.ok, dry.explain()
-    assert dry.changed_tasks(host) == ["Set the owner and mode of the credentials files"]
+    loosened = {AUTH_FILE: ["mode", "owner"], API_AUTH_FILE: ["mode"]}
+    assert dry.changed_tasks(host) == [FILES]
+    assert dry.task(FILES, host).res["changes"] == loosened
     assert lab.exec(host, "stat", "-c", "%U %a", AUTH_FILE).split() == ["root", "644"]
     result = webui(lab, limit=host)
     assert result.ok, result.explain()
     # Forge reads both files only when it starts, and their content did not change
-    assert result.changed_tasks(host) == ["Set the owner and mode of the credentials files"]
+    assert result.changed_tasks(host) == [FILES]
+    assert result.task(FILES, host).res["changes"] == loosened
     for path in (AUTH_FILE, API_AUTH_FILE):
         assert lab.exec(host, "stat", "-c", "%U %a", path).split() == ["azureuser", "600"]
     assert (starts(lab, host), main_pid(lab, host)) == (before, pid)
@@ -392,12 +397,11 @@ def test_check_mode_on_a_fresh_host_reports_changes_and_makes_none(make_lab):
         extravars={"webui_credentials_dir": str(CREDENTIALS)},
     )
     assert result.ok, result.explain()
-    assert result.task("Render the systemd unit", host).changed
-    assert result.task(
-        "Install the launcher that hands Forge its API credentials in-process", host
-    ).changed
+    planned = result.task(FILES, host).res["changes"]
+    for path in (f"/etc/systemd/system/{UNIT}", AUTH_FILE, API_AUTH_FILE, LAUNCHER):
+        assert planned[path] == ["created"], planned
     assert result.task("Say that the service would be created and started", host).changed
-    assert result.stats[host]["changed"] >= 5  # folders, login file, launcher, unit, service
+    assert result.stats[host]["changed"] >= 3  # the files, the restart for them, the service
     assert fresh.exec(host, "test", "-e", f"/etc/systemd/system/{UNIT}", check=False) == ""
     assert "not-found" in fresh.exec(host, "systemctl", "show", UNIT, "-p", "LoadState")
     assert (

@@ -141,25 +141,30 @@ def test_absent_removes_a_file_and_reports_it_once(tmp_path):
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ({"path": "{root}/a", "content": "x", "owner": "no-such-user-x"},
-         "{root}/a: owner 'no-such-user-x' does not exist on this host"),
-        ({"path": "{root}/missing/a", "content": "x"},
-         "{root}/missing/a: its folder {root}/missing does not exist; declare the folder"),
-        ({"path": "{root}/folder", "content": "x"},
-         "{root}/folder exists and is not a regular file: move it away and re-run"),
-        ({"path": "{root}/a", "content": "x", "mode": "rw-r--r--"},
-         "{root}/a: mode must be octal"),
-        ({"path": "{root}/a", "content": "x", "secret_content": "not-both-secret"},
-         "{root}/a: give content or secret_content, not both"),
+        (
+            {"path": "{root}/a", "content": "x", "owner": "no-such-user-x"},
+            "{root}/a: owner 'no-such-user-x' does not exist on this host",
+        ),
+        (
+            {"path": "{root}/missing/a", "content": "x"},
+            "{root}/missing/a: its folder {root}/missing does not exist; declare the folder",
+        ),
+        (
+            {"path": "{root}/folder", "content": "x"},
+            "{root}/folder exists and is not a regular file: move it away and re-run",
+        ),
+        ({"path": "{root}/a", "content": "x", "mode": "rw-r--r--"}, "{root}/a: mode must be octal"),
+        (
+            {"path": "{root}/a", "content": "x", "secret_content": "not-both-secret"},
+            "{root}/a: give content or secret_content, not both",
+        ),
     ],
     ids=["unknown owner", "folder missing", "folder in the way", "bad mode", "two contents"],
 )
 def test_bad_input_fails_naming_the_path_before_anything_is_written(tmp_path, bad, message):
     (tmp_path / "folder").mkdir()
     bad = {key: value.format(root=tmp_path) for key, value in bad.items()}
-    task = files(
-        {"path": f"{tmp_path}/first.txt", "content": "written only if all is well\n"}, bad
-    )
+    task = files({"path": f"{tmp_path}/first.txt", "content": "written only if all is well\n"}, bad)
     done = run_local_playbook(tmp_path, play({**task, "ignore_errors": True}))
     result = done.task("Write the files", "localhost")
     assert result.failed
