@@ -88,6 +88,14 @@ active_state:
   description: ActiveState of the unit (O(state=probe)).
   type: str
   returned: when state is probe
+sub_state:
+  description: SubState of the unit, C(auto-restart) in a crash loop (O(state=probe)).
+  type: str
+  returned: when state is probe
+unit_file_state:
+  description: UnitFileState of the unit, C(enabled) when it starts at boot (O(state=probe)).
+  type: str
+  returned: when state is probe
 uptime_hours:
   description: Hours since the main process started, null when not running (O(state=probe)).
   type: float

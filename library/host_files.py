@@ -126,8 +126,26 @@ def _entry(item: dict) -> Entry:
     )
 
 
+class HostFilesModule(AnsibleModule):
+    """An AnsibleModule that masks each secret_content as it appears in the invocation it logs
+    to the journal: there the files list is written as Python text, where a secret's newline
+    reads as the two characters \\n, so the no_log value itself (with its real newline) would
+    not match. Its lines and its escaped form are masked too, from the moment the parameters
+    are read (masking after ``__init__`` would be too late for the journal)."""
+
+    def _load_params(self) -> None:
+        super()._load_params()
+        for item in self.params.get("files") or []:
+            secret = item.get("secret_content") if isinstance(item, dict) else None
+            if secret:
+                secret = str(secret)
+                forms = {secret, secret.strip(), secret.encode("unicode_escape").decode("ascii")}
+                forms.update(line.strip() for line in secret.splitlines())
+                self.no_log_values.update(form for form in forms if form)
+
+
 def main() -> None:
-    module = AnsibleModule(
+    module = HostFilesModule(
         argument_spec={
             "files": {"type": "list", "elements": "dict", "required": True, "options": ENTRY_SPEC},
         },

@@ -219,6 +219,7 @@ def probe(name: str, run: Runner = run_command, now_usec: int | None = None) -> 
         "exists": state.get("LoadState") == "loaded",
         "active_state": state.get("ActiveState", ""),
         "sub_state": state.get("SubState", ""),
+        "unit_file_state": state.get("UnitFileState", ""),
         "main_pid": int(state.get("MainPID") or 0),
         "invocation_id": state.get("InvocationID", ""),
         "n_restarts": int(state.get("NRestarts") or 0),

@@ -398,7 +398,7 @@ def test_check_mode_on_a_fresh_host_reports_changes_and_makes_none(make_lab):
     )
     assert result.ok, result.explain()
     planned = result.task(FILES, host).res["changes"]
-    for path in (f"/etc/systemd/system/{UNIT}", AUTH_FILE, API_AUTH_FILE, LAUNCHER):
+    for path in (f"/etc/systemd/system/{UNIT}", AUTH_FILE, LAUNCHER):
         assert planned[path] == ["created"], planned
     assert result.task("Say that the service would be created and started", host).changed
     assert result.stats[host]["changed"] >= 3  # the files, the restart for them, the service
