@@ -84,14 +84,30 @@ local_url:
   description: The local URL gradio printed, or null.
   type: str
   returned: always
+exists:
+  description: Whether systemd has the unit loaded.
+  type: bool
+  returned: always
 active_state:
-  description: ActiveState of the unit (O(state=probe)).
+  description: ActiveState of the unit (with O(state=ready), once Forge answered).
   type: str
-  returned: when state is probe
+  returned: always
+sub_state:
+  description: SubState of the unit.
+  type: str
+  returned: always
+n_restarts:
+  description: How often systemd restarted the service (NRestarts).
+  type: int
+  returned: always
 uptime_hours:
-  description: Hours since the main process started, null when not running (O(state=probe)).
+  description: Hours since the main process started, null when not running.
   type: float
-  returned: when state is probe
+  returned: always
+http_status:
+  description: What C(GET /login_check) answered (O(state=ready)).
+  type: int
+  returned: when state is ready
 """
 
 from ansible.module_utils.basic import AnsibleModule
