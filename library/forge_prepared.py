@@ -60,7 +60,7 @@ sha256:
   type: dict
   returned: always
 probe_rc:
-  description: The probe's exit code (127 when O(python) cannot be started).
+  description: The probe's exit code (127 when O(python) or O(user) does not exist).
   type: int
   returned: always
 probe_stdout:
@@ -110,10 +110,7 @@ def main() -> None:
             msg=f"{error}: remove it and run again (Forge is then prepared again).",
             changed=False,
         )
-    try:
-        rc, stdout, stderr = run_probe(p["python"], p["probe"], p["user"])
-    except KeyError:
-        module.fail_json(msg=f"No user {p['user']} on this host to run the probe as.")
+    rc, stdout, stderr = run_probe(p["python"], p["probe"], p["user"])
     module.exit_json(
         changed=False,
         sha256=files_sha256(p["dir"], p["files"]),

@@ -70,8 +70,12 @@ def as_user(user: str) -> tuple[Callable[[], None] | None, dict[str, str], str]:
 def run_probe(python: str, code: str, user: str | None = None) -> tuple[int, str, str]:
     """(rc, stdout, stderr) of ``python -c code``, as ``user`` when given. stdout and stderr
     lose their trailing newlines, as the command module's do; a python that cannot be
-    started is rc 127 with the reason in stderr (an env still to be created)."""
-    preexec, env, cwd = (None, None, None) if user is None else as_user(user)
+    started, or a user that does not exist yet (--check on a fresh VM), is rc 127 with the
+    reason in stderr: the env has no packages to compare."""
+    try:
+        preexec, env, cwd = (None, None, None) if user is None else as_user(user)
+    except KeyError:
+        return 127, "", f"no user {user} on this host"
     if cwd is not None and not os.path.isdir(cwd):
         cwd = "/"
     try:

@@ -63,6 +63,11 @@ def test_a_python_that_does_not_exist_is_exit_code_127(tmp_path):
     assert "No such file" in err
 
 
+def test_a_user_that_does_not_exist_yet_is_exit_code_127():
+    rc, out, err = fp.run_probe(sys.executable, "pass", "no-such-user-forge-fleet")
+    assert (rc, out, err) == (127, "", "no user no-such-user-forge-fleet on this host")
+
+
 def test_the_probe_as_the_current_user_runs_without_dropping_with_its_home():
     me = getpass.getuser()
     preexec, env, home = fp.as_user(me)
