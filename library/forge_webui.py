@@ -84,22 +84,34 @@ local_url:
   description: The local URL gradio printed, or null.
   type: str
   returned: always
+exists:
+  description: Whether systemd has the unit loaded.
+  type: bool
+  returned: always
 active_state:
-  description: ActiveState of the unit (O(state=probe)).
+  description: ActiveState of the unit (with O(state=ready), once Forge answered).
   type: str
-  returned: when state is probe
+  returned: always
 sub_state:
-  description: SubState of the unit, C(auto-restart) in a crash loop (O(state=probe)).
+  description: SubState of the unit, C(auto-restart) in a crash loop.
   type: str
-  returned: when state is probe
+  returned: always
+n_restarts:
+  description: How often systemd restarted the service (NRestarts).
+  type: int
+  returned: always
 unit_file_state:
-  description: UnitFileState of the unit, C(enabled) when it starts at boot (O(state=probe)).
+  description: UnitFileState of the unit, C(enabled) when it starts at boot.
   type: str
-  returned: when state is probe
+  returned: always
 uptime_hours:
-  description: Hours since the main process started, null when not running (O(state=probe)).
+  description: Hours since the main process started, null when not running.
   type: float
-  returned: when state is probe
+  returned: always
+http_status:
+  description: What C(GET /login_check) answered (O(state=ready)).
+  type: int
+  returned: when state is ready
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -46,6 +46,13 @@ options:
     description: Accept pickle checkpoints whose opcode scan is clean (default refuses them).
     type: bool
     default: false
+  manifest:
+    description:
+      - With O(forge_dir), also return the models manifest that M(model_download) keeps
+        (C(models/.forge-fleet-manifest.json) - where each file came from), so the fleet
+        report reads both in one run.
+    type: bool
+    default: false
 author: Forge Fleet
 """
 
@@ -78,9 +85,14 @@ files:
   type: list
   elements: dict
   returned: always
+manifest:
+  description: The models manifest, by path relative to O(forge_dir); {} when it is absent.
+  type: dict
+  returned: when O(manifest) is true
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.forge_fleet.download_plan import load_manifest
 from ansible.module_utils.forge_fleet.model_compat import NotAModelsTree, check_set, check_tree
 from ansible.module_utils.forge_fleet.model_inspect import inspect_paths
 
@@ -99,17 +111,21 @@ def main() -> None:
                 },
             },
             "allow_pickle": {"type": "bool", "default": False},
+            "manifest": {"type": "bool", "default": False},
         },
         mutually_exclusive=[("forge_dir", "files")],
         required_one_of=[("forge_dir", "files")],
         supports_check_mode=True,
     )
     allow_pickle = module.params["allow_pickle"]
+    extra = {}
+    if module.params["manifest"] and module.params["forge_dir"]:
+        extra["manifest"] = load_manifest(module.params["forge_dir"])
     if module.params["forge_dir"]:
         try:
             files, findings = check_tree(module.params["forge_dir"], allow_pickle)
         except NotAModelsTree as error:
-            module.fail_json(msg=str(error), findings=[], files=[])
+            module.fail_json(msg=str(error), findings=[], files=[], **extra)
     else:
         wanted = module.params["files"]
         files = inspect_paths([f["path"] for f in wanted])
@@ -121,8 +137,9 @@ def main() -> None:
             msg=f"{len(findings)} model problem(s): " + " | ".join(lines),
             findings=findings,
             files=files,
+            **extra,
         )
-    module.exit_json(changed=False, findings=[], files=files)
+    module.exit_json(changed=False, findings=[], files=files, **extra)
 
 
 if __name__ == "__main__":

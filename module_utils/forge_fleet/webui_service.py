@@ -196,8 +196,7 @@ def wait_ready(
         shared = parse_share(lines)
     final = service_state(name, run)
     return {
-        "main_pid": int(final.get("MainPID") or 0),
-        "invocation_id": final.get("InvocationID", ""),
+        **unit_fields(final, monotonic_now_usec()),
         "http_status": answered,
         "ready_after": round(clock() - began, 1),
         **shared,
@@ -209,12 +208,9 @@ def _failure(name: str, summary: str, tail: int, run: Runner) -> str:
     return f"{summary}. Last {len(lines)} journal lines of {name}:\n" + "\n".join(lines)
 
 
-def probe(name: str, run: Runner = run_command, now_usec: int | None = None) -> dict[str, object]:
-    """Read-only: the service's state and what its current start printed about sharing."""
-    state = service_state(name, run)
-    active = state.get("ActiveState") == "active"
-    shared = parse_share(journal(name, state.get("InvocationID", ""), run=run)) if active else {}
-    age = uptime_seconds(state, monotonic_now_usec() if now_usec is None else now_usec)
+def unit_fields(state: dict[str, str], now_usec: int) -> dict[str, object]:
+    """What the report and the webui fact say of the unit, from ``systemctl show``."""
+    age = uptime_seconds(state, now_usec)
     return {
         "exists": state.get("LoadState") == "loaded",
         "active_state": state.get("ActiveState", ""),
@@ -224,6 +220,16 @@ def probe(name: str, run: Runner = run_command, now_usec: int | None = None) -> 
         "invocation_id": state.get("InvocationID", ""),
         "n_restarts": int(state.get("NRestarts") or 0),
         "uptime_hours": None if age is None else round(age / 3600, 3),
+    }
+
+
+def probe(name: str, run: Runner = run_command, now_usec: int | None = None) -> dict[str, object]:
+    """Read-only: the service's state and what its current start printed about sharing."""
+    state = service_state(name, run)
+    active = state.get("ActiveState") == "active"
+    shared = parse_share(journal(name, state.get("InvocationID", ""), run=run)) if active else {}
+    return {
+        **unit_fields(state, monotonic_now_usec() if now_usec is None else now_usec),
         "share_url": shared.get("share_url"),
         "share_error": shared.get("share_error"),
         "local_url": shared.get("local_url"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -53,6 +54,25 @@ def test_model_compat_fails_with_every_finding(tmp_path):
     assert result["status"] == "failed"
     assert sorted(f["code"] for f in result["findings"]) == ["missing_parts", "no_matching_model"]
     assert result["msg"].startswith("2 model problem(s): ")
+
+
+def test_model_compat_returns_the_models_manifest_in_the_same_run(tmp_path):
+    (tmp_path / "models" / "Stable-diffusion").mkdir(parents=True)
+    m.write_model(tmp_path / "models/Stable-diffusion/xl.safetensors", m.sdxl_checkpoint())
+    record = {"models/Stable-diffusion/xl.safetensors": {"fetched_from": "cache"}}
+    (tmp_path / "models/.forge-fleet-manifest.json").write_text(json.dumps(record))
+    task = {"model_compat": {"forge_dir": str(tmp_path), "manifest": True}}
+    rc, [result] = play(tmp_path, [task], check=True)
+    assert rc == 0
+    assert result["manifest"] == record
+    assert [f["path"].rsplit("/", 1)[-1] for f in result["files"]] == ["xl.safetensors"]
+
+
+def test_model_compat_returns_an_empty_manifest_where_there_is_none(tmp_path):
+    (tmp_path / "models" / "Lora").mkdir(parents=True)
+    task = {"model_compat": {"forge_dir": str(tmp_path), "manifest": True}}
+    rc, [result] = play(tmp_path, [task])
+    assert (rc, result["manifest"]) == (0, {})
 
 
 def test_model_compat_checks_catalog_declarations(tmp_path):

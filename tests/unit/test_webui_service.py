@@ -149,3 +149,13 @@ def test_probe_of_a_stopped_service_has_no_uptime_nor_link():
     show = SHOW_ACTIVE.replace("ActiveState=active", "ActiveState=inactive")
     found = ws.probe("forge-webui.service", run=FakeSystem([show], JOURNAL_SHARED), now_usec=9)
     assert found["uptime_hours"] is None and found["share_url"] is None
+
+
+def test_wait_reports_the_unit_as_it_is_once_ready_like_a_probe():
+    system = FakeSystem([SHOW_ACTIVE], JOURNAL_SHARED)
+    result = wait(system, [401])
+    probed = ws.probe("forge-webui.service", run=FakeSystem([SHOW_ACTIVE], JOURNAL_SHARED))
+    fields = ("exists", "active_state", "sub_state", "main_pid", "n_restarts", "share_url")
+    assert {k: result[k] for k in fields} == {k: probed[k] for k in fields}
+    assert (result["active_state"], result["sub_state"]) == ("active", "running")
+    assert result["uptime_hours"] >= 0

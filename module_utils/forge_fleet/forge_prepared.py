@@ -1,0 +1,95 @@
+"""What Forge's preparation depends on, read in one pass on the VM: the sha256 of the
+checkout's files that feed it, the conda environment's package list (a probe run as the
+Forge user) and the record of the last preparation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import subprocess
+from typing import Any, Callable
+
+_CHUNK = 1024 * 1024
+
+
+class RecordUnreadable(ValueError):
+    """The record of the last preparation exists but is not a JSON object."""
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a regular file, "" when there is none at ``path``."""
+    if not os.path.isfile(path):
+        return ""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def files_sha256(folder: str, names: list[str]) -> dict[str, str]:
+    """{name: sha256 or ""} for each name relative to ``folder``."""
+    return {name: file_sha256(os.path.join(folder, name)) for name in names}
+
+
+def read_record(path: str) -> tuple[bool, dict[str, Any]]:
+    """(found, record): (False, {}) when absent; RecordUnreadable when not a JSON object."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return False, {}
+    try:
+        record = json.loads(text)
+    except ValueError as error:
+        raise RecordUnreadable(f"{path} is not valid JSON ({error})") from error
+    if not isinstance(record, dict):
+        raise RecordUnreadable(f"{path} holds a {type(record).__name__}, not a JSON object")
+    return True, record
+
+
+def as_user(user: str) -> tuple[Callable[[], None] | None, dict[str, str], str]:
+    """(preexec_fn, environment, home) to run a command as ``user``, the way become_user
+    does: its uid, gid and groups, and its HOME, USER and LOGNAME. No preexec_fn when this
+    process already is that user (nothing to drop)."""
+    entry = pwd.getpwnam(user)
+    env = dict(os.environ, HOME=entry.pw_dir, USER=user, LOGNAME=user)
+    if os.geteuid() == entry.pw_uid:
+        return None, env, entry.pw_dir
+
+    def drop() -> None:
+        os.setgid(entry.pw_gid)
+        os.initgroups(user, entry.pw_gid)
+        os.setuid(entry.pw_uid)
+
+    return drop, env, entry.pw_dir
+
+
+def run_probe(python: str, code: str, user: str | None = None) -> tuple[int, str, str]:
+    """(rc, stdout, stderr) of ``python -c code``, as ``user`` when given. stdout and stderr
+    lose their trailing newlines, as the command module's do; a python that cannot be
+    started, or a user that does not exist yet (--check on a fresh VM), is rc 127 with the
+    reason in stderr: the env has no packages to compare."""
+    try:
+        preexec, env, cwd = (None, None, None) if user is None else as_user(user)
+    except KeyError:
+        return 127, "", f"no user {user} on this host"
+    if cwd is not None and not os.path.isdir(cwd):
+        cwd = "/"
+    try:
+        done = subprocess.run(
+            [python, "-c", code],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=env,
+            cwd=cwd,
+            preexec_fn=preexec,  # drops to the user before exec, nothing else
+            check=False,
+        )
+    except OSError as error:
+        return 127, "", str(error)
+    out = done.stdout.decode("utf-8", "replace").rstrip("\r\n")
+    err = done.stderr.decode("utf-8", "replace").rstrip("\r\n")
+    return done.returncode, out, err

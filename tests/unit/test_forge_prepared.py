@@ -1,0 +1,87 @@
+"""module_utils/forge_fleet/forge_prepared.py: what Forge's preparation depends on."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import pwd
+import sys
+
+import pytest
+
+from forge_fleet import forge_prepared as fp
+
+
+def test_a_file_is_hashed_with_sha256(tmp_path):
+    (tmp_path / "requirements_versions.txt").write_bytes(b"torch==2.3.1\n")
+    expected = hashlib.sha256(b"torch==2.3.1\n").hexdigest()
+    assert fp.files_sha256(str(tmp_path), ["requirements_versions.txt"]) == {
+        "requirements_versions.txt": expected
+    }
+
+
+def test_an_absent_file_or_a_folder_has_an_empty_sha256(tmp_path):
+    (tmp_path / "webui-user.sh").mkdir()
+    assert fp.files_sha256(str(tmp_path), ["missing.txt", "webui-user.sh"]) == {
+        "missing.txt": "",
+        "webui-user.sh": "",
+    }
+
+
+def test_an_absent_record_is_not_found_and_empty(tmp_path):
+    assert fp.read_record(str(tmp_path / "forge.json")) == (False, {})
+
+
+def test_a_record_is_parsed(tmp_path):
+    record = {"commit": "a" * 40, "prepare_inputs": {"python": "/env/bin/python"}}
+    (tmp_path / "forge.json").write_text(json.dumps(record) + "\n")
+    assert fp.read_record(str(tmp_path / "forge.json")) == (True, record)
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[1, 2]"])
+def test_a_record_that_is_not_a_json_object_is_refused_naming_the_file(tmp_path, text):
+    (tmp_path / "forge.json").write_text(text)
+    with pytest.raises(fp.RecordUnreadable, match=r"forge\.json"):
+        fp.read_record(str(tmp_path / "forge.json"))
+
+
+def test_the_probe_output_loses_only_its_trailing_newlines():
+    rc, out, err = fp.run_probe(sys.executable, "print('a==1\\nb==2\\n')")
+    assert (rc, out, err) == (0, "a==1\nb==2", "")
+
+
+def test_a_failing_probe_gives_its_exit_code_and_error():
+    rc, out, err = fp.run_probe(sys.executable, "import sys; sys.exit('no env')")
+    assert (rc, out, err) == (1, "", "no env")
+
+
+def test_a_python_that_does_not_exist_is_exit_code_127(tmp_path):
+    rc, out, err = fp.run_probe(str(tmp_path / "envs/forge/bin/python"), "pass")
+    assert (rc, out) == (127, "")
+    assert "No such file" in err
+
+
+def test_a_user_that_does_not_exist_yet_is_exit_code_127():
+    rc, out, err = fp.run_probe(sys.executable, "pass", "no-such-user-forge-fleet")
+    assert (rc, out, err) == (127, "", "no user no-such-user-forge-fleet on this host")
+
+
+def test_the_probe_as_the_current_user_runs_without_dropping_with_its_home():
+    me = getpass.getuser()
+    preexec, env, home = fp.as_user(me)
+    assert preexec is None
+    assert (env["HOME"], env["USER"], env["LOGNAME"]) == (home, me, me)
+    rc, out, _ = fp.run_probe(sys.executable, "import os; print(os.environ['HOME'])", me)
+    assert (rc, out) == (0, home)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="no system Python")
+def test_the_probe_as_another_user_runs_with_that_users_uid_and_groups():
+    nobody = pwd.getpwnam("nobody")
+    code = "import os; print(os.getuid(), os.getgid(), os.environ['HOME'])"
+    rc, out, err = fp.run_probe("/usr/bin/python3", code, "nobody")
+    assert (rc, err) == (0, "")
+    assert out == f"{nobody.pw_uid} {nobody.pw_gid} {nobody.pw_dir}"
