@@ -70,25 +70,22 @@ def parse_mode(value, where: str) -> int | None:
 
 
 def _uid(entry: Entry) -> int | None:
-    if entry.owner is None:
-        return None
-    try:
-        return int(entry.owner) if str(entry.owner).isdigit() else pwd.getpwnam(entry.owner).pw_uid
-    except KeyError:
-        raise FileSetError(
-            f"{entry.path}: owner {entry.owner!r} does not exist on this host; "
-            "create the user first"
-        ) from None
+    return _id(entry.path, "owner", entry.owner, lambda name: pwd.getpwnam(name).pw_uid, "user")
 
 
 def _gid(entry: Entry) -> int | None:
-    if entry.group is None:
+    return _id(entry.path, "group", entry.group, lambda name: grp.getgrnam(name).gr_gid, "group")
+
+
+def _id(path: str, what: str, value: str | None, lookup, kind: str) -> int | None:
+    """A numeric id from a name or number; None when not declared."""
+    if value is None:
         return None
     try:
-        return int(entry.group) if str(entry.group).isdigit() else grp.getgrnam(entry.group).gr_gid
+        return int(value) if str(value).isdigit() else lookup(value)
     except KeyError:
         raise FileSetError(
-            f"{entry.path}: group {entry.group!r} does not exist on this host; create it first"
+            f"{path}: {what} {value!r} does not exist on this host; create the {kind} first"
         ) from None
 
 
