@@ -8,7 +8,6 @@ names other code uses.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any
@@ -17,6 +16,7 @@ from .catalog import find_duplicate_destinations
 from .download_http import DownloadError, Settings
 from .download_item import PlanItem
 from .download_resolve import entry_key, resolve
+from .hashing import sha256_file
 from .model_inspect import civitai_base_model_family
 
 MANIFEST = "models/.forge-fleet-manifest.json"
@@ -46,16 +46,6 @@ def _stat(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
-
-
-def sha256_file(path: str, buffer_bytes: int = 4 * 1024 * 1024) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while True:
-            chunk = handle.read(buffer_bytes)
-            if not chunk:
-                return digest.hexdigest()
-            digest.update(chunk)
 
 
 # -- planning -----------------------------------------------------------------------------

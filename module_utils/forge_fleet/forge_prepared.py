@@ -4,14 +4,13 @@ Forge user) and the record of the last preparation."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pwd
 import subprocess
 from typing import Any, Callable
 
-_CHUNK = 1024 * 1024
+from .hashing import sha256_file
 
 
 class RecordUnreadable(ValueError):
@@ -20,13 +19,7 @@ class RecordUnreadable(ValueError):
 
 def file_sha256(path: str) -> str:
     """The sha256 of a regular file, "" when there is none at ``path``."""
-    if not os.path.isfile(path):
-        return ""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path) if os.path.isfile(path) else ""
 
 
 def files_sha256(folder: str, names: list[str]) -> dict[str, str]:

@@ -17,13 +17,14 @@ Standard library only, Python 3.8+ (it runs on the VMs).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 from typing import Any
+
+from .hashing import sha256_file
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SECRET_QUERY = re.compile(r"(?i)\b(sig|se|sp|sv|sr|st|spr|skoid|sktid|skt|ske|sks|skv)=[^&\s\"']+")
@@ -52,14 +53,6 @@ def split_sas_url(sas_url: str) -> tuple[str, str]:
             "https://<account>.blob.core.windows.net/<container>?<token>"
         )
     return base.rstrip("/"), token
-
-
-def sha256_file(path: str, buffer_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(buffer_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Cache:
