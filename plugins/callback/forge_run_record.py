@@ -4,10 +4,12 @@ Enabled in ansible.cfg (callbacks_enabled). Keeps, per host, the names of the ta
 changed something (or would, in --check), the first task that failed with its message, and
 why the host became unreachable, and writes them as JSON after each such event to
 ``$FORGE_RUN_RECORD``, so the report stage, which runs last in the same ansible-playbook
-process, reads an up-to-date record. Unset, the file is
-``<repository>/reports/.run-record-<pid>.json`` (one per run, so two runs from one
-checkout never mix their records), exported as ``FORGE_RUN_RECORD`` to the run's tasks and
-removed when the run ends.
+process, reads an up-to-date record. Unset, the file is ``run-record.json`` in a private
+(0700) folder the callback makes under the system's temporary folder for this run alone, so
+two runs never mix their records and nothing appears in the repository while a run goes
+(a linter or ``git status`` walking the tree would otherwise see a file come and go). Its
+path is exported as ``FORGE_RUN_RECORD`` to the run's tasks; file and folder are removed
+when the run ends.
 
 Why a callback: Ansible keeps per-host counts (the recap) in the executor, out of reach of
 tasks; a callback sees every result as it happens. Messages of ``no_log`` tasks arrive
@@ -16,9 +18,9 @@ already censored by Ansible, and only the first 300 characters of a message are 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import shutil
 import tempfile
 from datetime import datetime, timezone
 from typing import Any
@@ -32,9 +34,9 @@ short_description: Record per host what this run changed and what failed, for th
 description:
   - Writes a JSON record (run start time, per host the changed task names, the first failure
     and the unreachable message) that the report role reads at the end of the run.
-  - The file is C($FORGE_RUN_RECORD), or C(reports/.run-record-<pid>.json) next to the
-    playbook (the repository root when the playbook is in C(playbooks/)), exported as
-    C(FORGE_RUN_RECORD) to the run and removed at its end.
+  - The file is C($FORGE_RUN_RECORD), kept after the run; unset, it is C(run-record.json)
+    in a private folder made under the system's temporary folder for this run, exported as
+    C(FORGE_RUN_RECORD) to the run and removed, with its folder, at its end.
 requirements:
   - enabled in ansible.cfg (callbacks_enabled)
 """
@@ -48,14 +50,13 @@ def _message(result: dict[str, Any]) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
 
 
-def _record_path(playbook_dir: str) -> str:
+def _record_path() -> tuple[str, str]:
+    """The record's path, and the private folder made for it ('' when the path was given)."""
     explicit = os.environ.get("FORGE_RUN_RECORD")
     if explicit:
-        return explicit
-    root = (
-        playbook_dir[: -len("/playbooks")] if playbook_dir.endswith("/playbooks") else playbook_dir
-    )
-    return os.path.join(root, "reports", f".run-record-{os.getpid()}.json")
+        return explicit, ""
+    folder = tempfile.mkdtemp(prefix="forge-run-record-")
+    return os.path.join(folder, "run-record.json"), folder
 
 
 class CallbackModule(CallbackBase):
@@ -67,7 +68,7 @@ class CallbackModule(CallbackBase):
     def __init__(self) -> None:
         super().__init__()
         self._path = ""
-        self._own_file = False
+        self._own_folder = ""
         self._record: dict[str, Any] = {"started": "", "hosts": {}}
 
     def _host(self, name: str) -> dict[str, Any]:
@@ -83,12 +84,10 @@ class CallbackModule(CallbackBase):
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".run-record-")
         with os.fdopen(handle, "w") as stream:
             json.dump(self._record, stream, indent=1, sort_keys=True)
-        os.chmod(temporary, 0o644)
         os.replace(temporary, self._path)
 
     def v2_playbook_on_start(self, playbook) -> None:
-        self._own_file = not os.environ.get("FORGE_RUN_RECORD")
-        self._path = _record_path(os.path.abspath(playbook._basedir))
+        self._path, self._own_folder = _record_path()
         os.environ["FORGE_RUN_RECORD"] = self._path  # workers fork from here: the report reads it
         self._record["started"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._write()
@@ -112,6 +111,5 @@ class CallbackModule(CallbackBase):
         self._write()
 
     def v2_playbook_on_stats(self, stats) -> None:
-        if self._own_file and self._path:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self._path)
+        if self._own_folder:
+            shutil.rmtree(self._own_folder, ignore_errors=True)
