@@ -1,5 +1,9 @@
 #!/usr/bin/python
-"""Ansible module: check an Azure Blob container SAS URL (expiry, permissions) silently."""
+"""Documentation of the blob_sas_check action (plugins/action/blob_sas_check.py).
+
+The action runs entirely on the controller, in the task's own process, and never runs this
+file: like ansible.builtin.debug's module file, it holds the documentation only.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ description:
     expires within O(warn_days) days.
   - The URL is a C(no_log) option; nothing returned contains the signature.
   - Read-only; behaves the same in check mode.
+  - Runs on the controller, in the task's own process, with no connection to the host and
+    no module run (the URL never leaves the controller to be judged).
 options:
   url:
     description: The container SAS URL (https://<account>.blob.core.windows.net/<container>?<token>).
@@ -58,35 +64,3 @@ permissions:
   type: str
   returned: success
 """
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.forge_fleet.blob_sas import SasError, check
-
-
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "url": {"type": "str", "required": True, "no_log": True},
-            "required_permissions": {"type": "str", "default": "rwl"},
-            "warn_days": {"type": "int", "default": 14},
-            "host": {"type": "str", "default": "this host"},
-        },
-        supports_check_mode=True,
-    )
-    host = module.params["host"]
-    try:
-        result = check(
-            module.params["url"], module.params["required_permissions"], module.params["warn_days"]
-        )
-    except SasError as error:
-        module.fail_json(msg=f"SAS URL for {host} is unusable: {error}")
-    for warning in result.pop("warnings"):
-        module.warn(f"SAS URL for {host}: {warning}")
-    errors = result.pop("errors")
-    if errors:
-        module.fail_json(msg=f"SAS URL for {host} refused: " + "; ".join(errors), **result)
-    module.exit_json(changed=False, **result)
-
-
-if __name__ == "__main__":
-    main()

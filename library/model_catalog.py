@@ -1,5 +1,9 @@
 #!/usr/bin/python
-"""Ansible module: check the model catalog and route every file to its Forge folder."""
+"""Documentation of the model_catalog action (plugins/action/model_catalog.py).
+
+The action runs entirely on the controller, in the task's own process, and never runs this
+file: like ansible.builtin.debug's module file, it holds the documentation only.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,8 @@ description:
   - Values of entries' C(headers) are masked like C(no_log) options (in the result, its
     invocation and the log on the host that runs it); M(model_download) takes the catalog
     itself, so nothing downstream needs them.
-  - Fails listing every problem at once. Pure computation; runs anywhere (the models role
-    runs it once on the controller) and behaves the same in check mode.
+  - Fails listing every problem at once. Pure computation, run on the controller in the
+    task's own process (no connection, no module run); behaves the same in check mode.
 options:
   catalog:
     description: Catalog entries (see the models role README for the keys per source).
@@ -37,7 +41,6 @@ EXAMPLES = r"""
     catalog: "{{ models_catalog }}"
     bundles: "{{ models_bundles }}"
   register: catalog
-  delegate_to: localhost
   run_once: true
 """
 
@@ -56,29 +59,3 @@ problems:
   elements: str
   returned: failure
 """
-
-from ansible.module_utils.forge_fleet.catalog import CatalogError, normalize_catalog
-from ansible.module_utils.forge_fleet.catalog_module import CatalogModule
-
-
-def main() -> None:
-    module = CatalogModule(
-        argument_spec={
-            "catalog": {"type": "list", "elements": "raw", "default": []},
-            "bundles": {"type": "list", "elements": "str", "default": []},
-        },
-        supports_check_mode=True,
-    )
-    try:
-        entries = normalize_catalog(module.params["catalog"], module.params["bundles"])
-    except CatalogError as error:
-        module.fail_json(
-            msg=f"The model catalog has {len(error.problems)} problem(s): "
-            + " | ".join(error.problems),
-            problems=error.problems,
-        )
-    module.exit_json(changed=False, entries=entries)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,13 +14,18 @@ and after are returned, unless the task is ``no_log``. Documented in library/con
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
+import ansible.module_utils
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+
+_MODULE_UTILS = str(Path(__file__).resolve().parents[2] / "module_utils")  # plugins/README.md
+if _MODULE_UTILS not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(_MODULE_UTILS)
+
+from ansible.module_utils.forge_fleet import file_set as shared  # noqa: E402
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "required": True},
@@ -36,20 +41,6 @@ ARGUMENT_SPEC = {
     "mode": {"type": "raw", "default": "0644"},
     "dir_mode": {"type": "raw", "default": "0755"},
 }
-
-_FILE_SET = Path(__file__).resolve().parents[2] / "module_utils/forge_fleet/file_set.py"
-
-
-def file_set():
-    """module_utils/forge_fleet/file_set.py, the plan and apply the host_files module runs on
-    the VMs. Controller plugins get no import path to module_utils/, so it is loaded by path."""
-    name = "forge_fleet_file_set"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _FILE_SET)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def _relative_name(name: str) -> str:
@@ -69,7 +60,6 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        shared = file_set()
         folder = args["path"]
         check = bool(self._task.check_mode)
         show_diff = bool(self._task.diff) and not self._task.no_log

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
+import ansible.module_utils
 from ansible.errors import AnsibleError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+
+_MODULE_UTILS = str(Path(__file__).resolve().parents[2] / "module_utils")  # plugins/README.md
+if _MODULE_UTILS not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(_MODULE_UTILS)
+
+from ansible.module_utils.forge_fleet import azureml_compute as azureml  # noqa: E402
 
 DOCUMENTATION = r"""
 name: azureml_compute
@@ -128,22 +133,6 @@ keyed_groups:
     prefix: course
 """
 
-_SHARED = Path(__file__).resolve().parents[2] / "module_utils/forge_fleet/azureml_compute.py"
-
-
-def shared() -> Any:
-    """module_utils/forge_fleet/azureml_compute.py, the code the azureml_compute module runs.
-
-    Controller plugins get no import path to module_utils/, so it is loaded by file path.
-    """
-    name = "forge_fleet_azureml_compute"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SHARED)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "azureml_compute"
@@ -166,7 +155,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._populate(listing)
 
     def _fetch(self) -> list[dict[str, Any]]:
-        azureml = shared()
         default_sub = self.get_option("subscription_id") or ""
         try:
             credential = azureml.make_credential(
@@ -204,7 +192,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return listing
 
     def _populate(self, listing: list[dict[str, Any]]) -> None:
-        azureml = shared()
         group = self.inventory.add_group(self.get_option("group"))
         skipped_group = self.get_option("skipped_group")
         states = tuple(self.get_option("include_states"))

@@ -15,6 +15,7 @@ from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from forge_fleet.blob_sas import SasError, check, parse, redact
 from lab.paths import REPO_ROOT
 from tests.harness.azurite import ACCOUNT, ACCOUNT_KEY
+from tests.harness.playbook import run_task
 
 NOW = datetime.datetime(2026, 12, 2, 12, 0, tzinfo=datetime.timezone.utc)
 BASE = f"https://acct.blob.core.windows.net/{'outputs'}"
@@ -131,3 +132,50 @@ def test_sync_script_keeps_only_the_newest_azcopy_files(tmp_path):
         os.utime(path, (1000 + index, 1000 + index))
     script.prune(str(tmp_path), 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan-3", "plan-4"]
+
+
+# The blob_sas_check action (plugins/action/blob_sas_check.py) through ansible-playbook -vvv
+# on localhost: what the sync and the model cache see, and the signature nowhere in the output.
+
+
+def run_sas_check(tmp_path, url, required="rwl", warn_days=14):
+    task = {
+        "name": "Check the SAS URL",
+        "blob_sas_check": {
+            "url": url,
+            "required_permissions": required,
+            "warn_days": warn_days,
+            "host": "lab-1",
+        },
+    }
+    return run_task(tmp_path, task)
+
+
+def test_the_action_reports_a_good_sas_without_its_signature(tmp_path):
+    url = sdk_sas("rwl", datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=3))
+    output, result = run_sas_check(tmp_path, url)
+    assert not result.get("failed"), result
+    assert result["base_url"] == BASE
+    assert result["permissions"] == "rwl"
+    assert 2.9 < result["days_left"] <= 3.0
+    assert result["changed"] is False
+    assert "SAS URL for lab-1: the SAS expires at" in result["warnings"][0]
+    assert BASE in output  # the result is shown at -vvv
+    assert sig_of(url) not in output
+    assert sig_of(url) not in json.dumps(result)
+
+
+def test_the_action_refuses_a_sas_missing_a_permission_naming_the_host(tmp_path):
+    url = sdk_sas("rl", datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30))
+    output, result = run_sas_check(tmp_path, url, required="rwdl")
+    assert result["failed"] is True
+    assert result["msg"].startswith("SAS URL for lab-1 refused: the SAS grants sp=rl")
+    assert "missing w (write), d (delete)" in result["msg"]
+    assert sig_of(url) not in output
+
+
+def test_the_action_refuses_an_unusable_url_without_echoing_it(tmp_path):
+    output, result = run_sas_check(tmp_path, f"{BASE}?se=soon&sp=rwl&sig=Zm9vYmFyc2VjcmV0")
+    assert result["failed"] is True
+    assert "SAS URL for lab-1 is unusable: the SAS expiry se='soon'" in result["msg"]
+    assert "Zm9vYmFyc2VjcmV0" not in output
