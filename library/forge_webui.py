@@ -9,8 +9,10 @@ module: forge_webui
 short_description: Read Forge's service state, or wait until Forge answers behind its login
 description:
   - O(state=probe) (read-only) - the unit's state, main PID, how long the main process has
-    run, and what gradio printed about the share link during the current start (from the
-    journal of that start only).
+    run, what gradio printed about the share link during the current start (from the
+    journal of that start only), and, when the unit is active, what Forge answers to one
+    C(GET /login_check) on O(port) now (so a caller can tell a healthy Forge without
+    waiting).
   - O(state=ready) - waits until Forge answers C(GET /login_check) on C(127.0.0.1:port)
     (401 when O(auth) is on: the login is in force), then until gradio printed the share
     link or its failure when O(share) is on. Fails when the service stops or restarts while
@@ -28,9 +30,10 @@ options:
     choices: [probe, ready]
     default: probe
   port:
-    description: Forge's port (O(state=ready)).
+    description: >-
+      Forge's port. O(state=ready) waits for it (7860 when not given); O(state=probe) asks it
+      once, when given and the unit is active.
     type: int
-    default: 7860
   auth:
     description: Forge runs with a login (C(/login_check) must answer 401).
     type: bool
@@ -109,9 +112,11 @@ uptime_hours:
   type: float
   returned: always
 http_status:
-  description: What C(GET /login_check) answered (O(state=ready)).
+  description: >-
+    What C(GET /login_check) on O(port) answered; with O(state=probe), null when the unit is
+    not active or nothing answered.
   type: int
-  returned: when state is ready
+  returned: always
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -123,7 +128,7 @@ def main() -> None:
         argument_spec={
             "name": {"type": "str", "default": "forge-webui.service"},
             "state": {"type": "str", "choices": ["probe", "ready"], "default": "probe"},
-            "port": {"type": "int", "default": 7860},
+            "port": {"type": "int"},
             "auth": {"type": "bool", "default": True},
             "share": {"type": "bool", "default": False},
             "timeout": {"type": "int", "default": 900},
@@ -135,11 +140,11 @@ def main() -> None:
     p = module.params
     try:
         if p["state"] == "probe":
-            result = probe(p["name"])
+            result = probe(p["name"], port=p["port"])
         else:
             result = wait_ready(
                 p["name"],
-                p["port"],
+                p["port"] or 7860,
                 auth=p["auth"],
                 share=p["share"],
                 timeout=p["timeout"],

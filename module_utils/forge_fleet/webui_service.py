@@ -223,8 +223,16 @@ def unit_fields(state: dict[str, str], now_usec: int) -> dict[str, object]:
     }
 
 
-def probe(name: str, run: Runner = run_command, now_usec: int | None = None) -> dict[str, object]:
-    """Read-only: the service's state and what its current start printed about sharing."""
+def probe(
+    name: str,
+    run: Runner = run_command,
+    now_usec: int | None = None,
+    port: int | None = None,
+    status: Callable[[int], int | None] = http_status,
+) -> dict[str, object]:
+    """Read-only: the service's state, what its current start printed about sharing, and,
+    with ``port``, what Forge answers there now (one ``GET /login_check``; None when the
+    service is not active or nothing answers)."""
     state = service_state(name, run)
     active = state.get("ActiveState") == "active"
     shared = parse_share(journal(name, state.get("InvocationID", ""), run=run)) if active else {}
@@ -233,4 +241,5 @@ def probe(name: str, run: Runner = run_command, now_usec: int | None = None) -> 
         "share_url": shared.get("share_url"),
         "share_error": shared.get("share_error"),
         "local_url": shared.get("local_url"),
+        "http_status": status(port) if active and port else None,
     }

@@ -136,6 +136,15 @@ def test_rerun_changes_nothing_and_keeps_the_main_pid(lab, rerun):
     for host in lab.hosts:
         assert result.stats[host]["changed"] == 0, result.changed_tasks(host)
         assert main_pid(lab, host) == pids[host]
+        # nothing (re)started Forge and the probe saw it answer 401: no second health check,
+        # and the probe's reading is what the report gets
+        assert result.task("Wait until Forge answers behind its login", host).status == "skipped"
+        probe = result.task("Read the service as it is now", host).res
+        assert probe["http_status"] == 401
+        health = result.task("Export the webui fact", host).res["ansible_facts"]["webui_service"]
+        assert health["health"]["active_state"] == "active"
+        assert health["health"]["share_url"] == probe["share_url"]
+        assert health["health"]["share_url"].endswith(".gradio.live")
 
 
 def test_auth_file_is_0600_azureuser_with_the_handed_out_password(lab, converged):

@@ -159,3 +159,26 @@ def test_wait_reports_the_unit_as_it_is_once_ready_like_a_probe():
     assert {k: result[k] for k in fields} == {k: probed[k] for k in fields}
     assert (result["active_state"], result["sub_state"]) == ("active", "running")
     assert result["uptime_hours"] >= 0
+
+
+def test_probe_asks_forge_once_on_the_given_port_while_the_unit_is_active():
+    asked = []
+
+    def status(port):
+        asked.append(port)
+        return 401
+
+    found = ws.probe(
+        "forge-webui.service",
+        run=FakeSystem([SHOW_ACTIVE], JOURNAL_SHARED),
+        port=7861,
+        status=status,
+    )
+    assert found["http_status"] == 401 and asked == [7861]
+    assert (
+        ws.probe("forge-webui.service", run=FakeSystem([SHOW_ACTIVE]), status=status)["http_status"]
+        is None
+    )  # no port: no question
+    show = SHOW_ACTIVE.replace("ActiveState=active", "ActiveState=inactive")
+    stopped = ws.probe("forge-webui.service", run=FakeSystem([show]), port=7861, status=status)
+    assert stopped["http_status"] is None and asked == [7861]  # a stopped unit is not asked
