@@ -51,8 +51,16 @@ options:
     type: str
     choices: [fail, warn]
     default: fail
+  disk_path:
+    description: >-
+      Where Forge lives (need not exist yet): its file system is measured (as
+      M(path_free_space) does, returned as RV(disk)) and judged against O(min_free_disk_gb),
+      in this same run.
+    type: path
   free_disk_bytes:
-    description: Free bytes where Forge lives (from M(path_free_space)); omitted skips the check.
+    description: >-
+      Free bytes where Forge lives, measured elsewhere; omitted with O(disk_path) skips the
+      check. Mutually exclusive with O(disk_path).
     type: int
   min_free_disk_gb:
     description: GiB that must be free where Forge lives.
@@ -71,7 +79,7 @@ EXAMPLES = r"""
     host: "{{ inventory_hostname }}"
     model_families: [sdxl]
     model_bundles: [flux1_dev_fp8]
-    free_disk_bytes: "{{ disk.free_bytes }}"
+    disk_path: /home/azureuser/stable-diffusion-webui-forge
   register: gpu
 
 - name: Stop a host that cannot run Forge
@@ -106,6 +114,12 @@ gpu:
       - {index: 0, name: NVIDIA A100 80GB PCIe, uuid: GPU-8a1d0b52-93c4-4f0e-b8a7-1c2d3e4f5a60,
          memory_mib: 81920, compute_capability: "8.0"}
     problem: null
+disk:
+  description: >-
+    With O(disk_path): path, measured_path (the closest existing ancestor), free_bytes and
+    total_bytes, as M(path_free_space) returns them.
+  type: dict
+  returned: when disk_path is given
 verdict:
   description: ok, warn or fail.
   type: str
@@ -136,6 +150,7 @@ torch_cuda_supported:
 import subprocess
 
 from ansible.module_utils.forge_fleet.catalog_module import CatalogModule
+from ansible.module_utils.forge_fleet.disk_space import free_space
 from ansible.module_utils.forge_fleet.nvidia_gpu import (
     families_in_catalog,
     probe,
@@ -156,13 +171,21 @@ def main() -> None:
             "model_catalog": {"type": "list", "elements": "raw", "default": []},
             "vram_gib": {"type": "dict", "default": {}},
             "vram_shortfall": {"type": "str", "choices": ["fail", "warn"], "default": "fail"},
+            "disk_path": {"type": "path"},
             "free_disk_bytes": {"type": "int"},
             "min_free_disk_gb": {"type": "float", "default": 50},
             "timeout": {"type": "int", "default": 30},
         },
+        mutually_exclusive=[("disk_path", "free_disk_bytes")],
         supports_check_mode=True,
     )
     params = module.params
+    disk = None
+    if params["disk_path"]:
+        try:
+            disk = free_space(params["disk_path"])
+        except OSError as error:
+            module.fail_json(msg=f"Cannot measure free space for {params['disk_path']}: {error}")
     binary = module.get_bin_path("nvidia-smi")
 
     def run(argv):
@@ -189,12 +212,14 @@ def main() -> None:
         found,
         torch_cuda=params["torch_cuda"],
         families=families,
-        free_disk_bytes=params["free_disk_bytes"],
+        free_disk_bytes=disk["free_bytes"] if disk else params["free_disk_bytes"],
         min_free_disk_gb=params["min_free_disk_gb"],
         vram_shortfall=params["vram_shortfall"],
         vram_table=params["vram_gib"],
     )
     judged["notices"] = judged.pop("warnings")
+    if disk:
+        judged["disk"] = disk
     module.exit_json(changed=False, gpu=summary(found), model_families=families, **judged)
 
 

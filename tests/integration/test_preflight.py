@@ -164,6 +164,6 @@ def test_site_runs_preflight_first(lab, tmp_path):
     )
     tasks = [t.task for t in result.tasks if not t.task.startswith("Validating arguments")]
     assert tasks[:2] == [
-        "Measure free disk space where Forge will live",
-        "Read the GPUs, driver and CUDA version",
+        "Read the GPUs, driver and CUDA version, and the free disk where Forge will live",
+        "Export the preflight facts for later roles",
     ]
