@@ -20,7 +20,7 @@ options:
     type: path
     required: true
   files:
-    description: Files in O(dir) to hash (sha256).
+    description: Files in O(dir) to hash (sha256) and to stat (owner, group, mode).
     type: list
     elements: str
     default: []
@@ -59,6 +59,12 @@ sha256:
   description: The sha256 of each of O(files), by name; "" for one that is absent.
   type: dict
   returned: always
+stat:
+  description: >-
+    The owner, group and mode (four octal digits, C("0644")) of each of O(files), by name;
+    {} for one that is absent or not a regular file.
+  type: dict
+  returned: always
 probe_rc:
   description: The probe's exit code (127 when O(python) or O(user) does not exist).
   type: int
@@ -85,6 +91,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.forge_prepared import (
     RecordUnreadable,
     files_sha256,
+    files_stat,
     read_record,
     run_probe,
 )
@@ -114,6 +121,7 @@ def main() -> None:
     module.exit_json(
         changed=False,
         sha256=files_sha256(p["dir"], p["files"]),
+        stat=files_stat(p["dir"], p["files"]),
         probe_rc=rc,
         probe_stdout=stdout,
         probe_stderr=stderr,

@@ -4,9 +4,11 @@ Forge user) and the record of the last preparation."""
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
+import stat
 import subprocess
 from typing import Any, Callable
 
@@ -25,6 +27,35 @@ def file_sha256(path: str) -> str:
 def files_sha256(folder: str, names: list[str]) -> dict[str, str]:
     """{name: sha256 or ""} for each name relative to ``folder``."""
     return {name: file_sha256(os.path.join(folder, name)) for name in names}
+
+
+def _name(lookup: Callable[[int], Any], number: int) -> str:
+    try:
+        return lookup(number)[0]
+    except KeyError:
+        return str(number)
+
+
+def files_stat(folder: str, names: list[str]) -> dict[str, dict[str, str]]:
+    """{name: {owner, group, mode}} for each name relative to ``folder`` that is a regular
+    file (mode as four octal digits, "0644"), {} for one that is not: enough to tell whether
+    a file is as a role declares it without a module run of its own."""
+    found: dict[str, dict[str, str]] = {}
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
+            found[name] = {}
+            continue
+        found[name] = {
+            "owner": _name(pwd.getpwuid, info.st_uid),
+            "group": _name(grp.getgrgid, info.st_gid),
+            "mode": f"{stat.S_IMODE(info.st_mode):04o}",
+        }
+    return found
 
 
 def read_record(path: str) -> tuple[bool, dict[str, Any]]:

@@ -85,3 +85,15 @@ def test_the_probe_as_another_user_runs_with_that_users_uid_and_groups():
     rc, out, err = fp.run_probe("/usr/bin/python3", code, "nobody")
     assert (rc, err) == (0, "")
     assert out == f"{nobody.pw_uid} {nobody.pw_gid} {nobody.pw_dir}"
+
+
+def test_files_are_statted_with_owner_group_and_mode_and_absent_ones_are_empty(tmp_path):
+    (tmp_path / "webui-user.sh").write_text("#!/bin/bash\n")
+    os.chmod(tmp_path / "webui-user.sh", 0o640)
+    (tmp_path / "a-folder").mkdir()
+    me = pwd.getpwuid(os.getuid()).pw_name
+    found = fp.files_stat(str(tmp_path), ["webui-user.sh", "missing.txt", "a-folder"])
+    assert found["webui-user.sh"]["owner"] == me
+    assert found["webui-user.sh"]["mode"] == "0640"
+    assert found["webui-user.sh"]["group"]  # the group's name (or its number when unnamed)
+    assert found["missing.txt"] == {} and found["a-folder"] == {}
