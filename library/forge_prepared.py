@@ -85,13 +85,29 @@ record:
   description: The parsed O(record); {} when it is absent.
   type: dict
   returned: always
+record_sha256:
+  description: The sha256 of O(record); "" when it is absent.
+  type: str
+  returned: always
+record_stat:
+  description: The owner, group and mode of O(record); {} when it is absent.
+  type: dict
+  returned: always
+record_dir_stat:
+  description: The owner, group and mode of the folder of O(record); {} when it is absent.
+  type: dict
+  returned: always
 """
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.forge_prepared import (
     RecordUnreadable,
+    file_sha256,
     files_sha256,
     files_stat,
+    path_stat,
     read_record,
     run_probe,
 )
@@ -127,6 +143,9 @@ def main() -> None:
         probe_stderr=stderr,
         record_found=found,
         record=record,
+        record_sha256=file_sha256(p["record"]),
+        record_stat=path_stat(p["record"]),
+        record_dir_stat=path_stat(os.path.dirname(p["record"]), "directory"),
     )
 
 

@@ -36,26 +36,26 @@ def _name(lookup: Callable[[int], Any], number: int) -> str:
         return str(number)
 
 
+def path_stat(path: str, kind: str = "file") -> dict[str, str]:
+    """{owner, group, mode} of ``path`` when it is a ``kind`` ("file": a regular file, or
+    "directory"; mode as four octal digits, "0644"), {} when it is not: enough to tell
+    whether a path is as a role declares it without a module run of its own."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return {}
+    if not (stat.S_ISDIR if kind == "directory" else stat.S_ISREG)(info.st_mode):
+        return {}
+    return {
+        "owner": _name(pwd.getpwuid, info.st_uid),
+        "group": _name(grp.getgrgid, info.st_gid),
+        "mode": f"{stat.S_IMODE(info.st_mode):04o}",
+    }
+
+
 def files_stat(folder: str, names: list[str]) -> dict[str, dict[str, str]]:
-    """{name: {owner, group, mode}} for each name relative to ``folder`` that is a regular
-    file (mode as four octal digits, "0644"), {} for one that is not: enough to tell whether
-    a file is as a role declares it without a module run of its own."""
-    found: dict[str, dict[str, str]] = {}
-    for name in names:
-        path = os.path.join(folder, name)
-        try:
-            info = os.lstat(path)
-        except OSError:
-            info = None
-        if info is None or not stat.S_ISREG(info.st_mode):
-            found[name] = {}
-            continue
-        found[name] = {
-            "owner": _name(pwd.getpwuid, info.st_uid),
-            "group": _name(grp.getgrgid, info.st_gid),
-            "mode": f"{stat.S_IMODE(info.st_mode):04o}",
-        }
-    return found
+    """{name: path_stat} for each regular file named relative to ``folder``."""
+    return {name: path_stat(os.path.join(folder, name)) for name in names}
 
 
 def read_record(path: str) -> tuple[bool, dict[str, Any]]:

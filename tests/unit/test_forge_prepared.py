@@ -97,3 +97,12 @@ def test_files_are_statted_with_owner_group_and_mode_and_absent_ones_are_empty(t
     assert found["webui-user.sh"]["mode"] == "0640"
     assert found["webui-user.sh"]["group"]  # the group's name (or its number when unnamed)
     assert found["missing.txt"] == {} and found["a-folder"] == {}
+
+
+def test_a_folder_is_statted_as_a_directory_and_a_file_is_not_one(tmp_path):
+    (tmp_path / "forge.json").write_text("{}\n")
+    os.chmod(tmp_path, 0o755)
+    assert fp.path_stat(str(tmp_path), "directory")["mode"] == "0755"
+    assert fp.path_stat(str(tmp_path)) == {}  # not a regular file
+    assert fp.path_stat(str(tmp_path / "forge.json"), "directory") == {}
+    assert fp.path_stat(str(tmp_path / "absent"), "directory") == {}
