@@ -30,7 +30,6 @@ ARGUMENT_SPEC = {
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
     _requires_connection = False  # the URL is judged here: no connection to the host
 
     def run(self, tmp=None, task_vars=None):

@@ -53,7 +53,6 @@ def _relative_name(name: str) -> str:
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
     _requires_connection = False  # the files are the controller's: no connection to the host
 
     def run(self, tmp=None, task_vars=None):
