@@ -64,6 +64,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.proc_mount import (
     ProcMountError,
     fstab_with,
+    live_matches,
     mount_options,
     proc_options,
 )
@@ -105,7 +106,7 @@ def main() -> None:
         before = read_live()
     except (OSError, ProcMountError) as error:
         module.fail_json(msg=f"cannot read the /proc mount options from {MOUNTINFO}: {error}")
-    live_matches = before["hidepid"] == hidepid and (hidepid == "off" or before["gid"] == gid)
+    live_ok = live_matches(before, hidepid, gid)
 
     current_fstab = ""
     if os.path.exists(fstab):
@@ -115,10 +116,10 @@ def main() -> None:
     fstab_changed = new_fstab != current_fstab
     result = {
         "before": before,
-        "after": before if live_matches else wanted,
-        "remounted": not live_matches,
+        "after": before if live_ok else wanted,
+        "remounted": not live_ok,
         "fstab_changed": fstab_changed,
-        "changed": fstab_changed or not live_matches,
+        "changed": fstab_changed or not live_ok,
         "diff": {
             "before": current_fstab,
             "after": new_fstab,
@@ -129,7 +130,7 @@ def main() -> None:
     if module.check_mode:
         module.exit_json(**result)
 
-    if not live_matches:
+    if not live_ok:
         options = mount_options(hidepid, wanted["gid"])
         rc, _out, err = module.run_command(["mount", "-o", f"remount,{options}", "/proc"])
         if rc != 0:
@@ -143,7 +144,9 @@ def main() -> None:
                 **result,
             )
         after = read_live()
-        if after != wanted:
+        # hidepid off: a gid= the remount did not name stays (the kernel keeps what a remount
+        # leaves out) and means nothing without hidepid
+        if not live_matches(after, hidepid, gid):
             module.fail_json(
                 msg=f"/proc was remounted with {options} but reads {after}: the kernel ignored it",
                 **result,

@@ -48,6 +48,12 @@ def proc_options(mountinfo: str) -> dict:
     }
 
 
+def live_matches(live: dict, hidepid: str, gid: int | None) -> bool:
+    """Whether the live options (``proc_options``) already are these: with hidepid off the
+    gid does not matter (the kernel ignores it)."""
+    return live["hidepid"] == hidepid and (hidepid == "off" or live["gid"] == gid)
+
+
 def mount_options(hidepid: str, gid: int | None) -> str:
     """The option string for mount(8) and fstab, in the numeric form every kernel accepts."""
     options = f"hidepid={HIDEPID_NUMBERS[hidepid]}"
@@ -69,3 +75,20 @@ def fstab_with(fstab: str, hidepid: str, gid: int | None) -> str:
     if wanted is not None and not placed:
         lines.append(wanted)
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def as_declared(mountinfo: str, fstab: str, hidepid: str, gid: int | None) -> bool:
+    """Whether the proc_hidepid module would change nothing: the /proc mount in
+    ``mountinfo`` has these options and ``fstab`` already is what ``fstab_with`` makes of it.
+
+    Read on the VM, judged anywhere (the base role asks on the controller, to skip the module
+    run). Whatever it cannot judge (no /proc in ``mountinfo``, an unknown hidepid) is not as
+    declared, so the module runs and names the problem.
+    """
+    if hidepid not in HIDEPID_NUMBERS:
+        return False
+    try:
+        live = proc_options(mountinfo)
+    except ProcMountError:
+        return False
+    return live_matches(live, hidepid, gid) and fstab_with(fstab, hidepid, gid) == fstab

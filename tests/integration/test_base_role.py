@@ -1,5 +1,6 @@
 """The base role's check mode and bad-input paths on one fresh lab VM they share: none of
-them changes it (each asserts so), so one VM boot serves them all."""
+them changes it (each asserts so), so one VM boot serves them all. The tests at the end
+converge it, then drift its /proc hidepid and see a re-run repair it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import pytest
 from tests.harness.playbook import run_playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+HIDEPID = "Hide other users' processes (/proc hidepid, now and after a reboot)"
+FSTAB_LINE = "proc /proc proc defaults,hidepid=2,gid={gid} 0 0"
 
 
 def _installed(lab, host: str, package: str) -> bool:
@@ -23,8 +28,7 @@ def test_check_mode_on_a_fresh_vm_reports_changes_and_changes_nothing(fresh_vm):
     assert result.task("Install the packages Forge needs", host).changed
     assert not _installed(lab, host, "git")
     assert not _installed(lab, host, "libgoogle-perftools4")
-    hidepid = "Hide other users' processes (/proc hidepid, now and after a reboot)"
-    assert result.task(hidepid, host).changed
+    assert result.task(HIDEPID, host).changed
     assert "hidepid" not in lab.exec(host, "grep", " /proc ", "/proc/self/mountinfo")
     assert "hidepid" not in lab.exec(host, "cat", "/etc/fstab")
 
@@ -82,3 +86,121 @@ def test_a_refused_proc_remount_fails_naming_the_way_out_and_writes_no_fstab_lin
     assert 'base_proc_hidepid: "off"' in failure.msg
     assert lab.exec(host, "cat", fstab) == before
     assert "hidepid" not in lab.exec(host, "grep", " /proc ", "/proc/self/mountinfo")
+
+
+# From here on the VM is converged: each test leaves it converged for the next.
+
+
+def _proc_line(lab, host: str) -> str:
+    return lab.exec(host, "grep", " /proc ", "/proc/self/mountinfo")
+
+
+@pytest.fixture(scope="module")
+def converged_vm(fresh_vm):
+    first = run_playbook("playbooks/base.yml", fresh_vm.inventory)
+    assert first.ok, first.explain()
+    assert first.task(HIDEPID, fresh_vm.hosts[0]).changed
+    return fresh_vm
+
+
+def _gid(lab, host: str) -> str:
+    return lab.exec(host, "getent", "group", "procview").split(":")[2]
+
+
+def _drift_is_reported_by_check_and_repaired_by_the_hidepid_task_alone(lab, host, *, same):
+    """--check names the hidepid task and changes nothing (``same`` re-reads the drifted
+    state); the re-run changes that task alone; the next re-run skips it."""
+    drifted = same()
+    checked = run_playbook("playbooks/base.yml", lab.inventory, check=True)
+    assert checked.ok, checked.explain()
+    assert checked.changed_tasks(host) == [HIDEPID]
+    assert same() == drifted
+    repaired = run_playbook("playbooks/base.yml", lab.inventory)
+    assert repaired.ok, repaired.explain()
+    assert repaired.changed_tasks(host) == [HIDEPID]
+    again = run_playbook("playbooks/base.yml", lab.inventory)
+    assert again.stats[host]["changed"] == 0, again.changed_tasks(host)
+    assert again.task(HIDEPID, host).status == "skipped"
+
+
+def test_a_noop_rerun_skips_the_hidepid_module(converged_vm):
+    lab = converged_vm
+    host = lab.hosts[0]
+    result = run_playbook("playbooks/base.yml", lab.inventory)
+    assert result.ok, result.explain()
+    assert result.stats[host]["changed"] == 0, result.changed_tasks(host)
+    assert result.task(HIDEPID, host).status == "skipped"
+    assert result.task("Create the group that still sees every process", host).status == "skipped"
+    checked = run_playbook("playbooks/base.yml", lab.inventory, check=True)
+    assert checked.stats[host]["changed"] == 0, checked.changed_tasks(host)
+    assert checked.task(HIDEPID, host).status == "skipped"
+
+
+def test_a_removed_fstab_proc_line_is_reported_and_restored_by_the_hidepid_task(converged_vm):
+    lab = converged_vm
+    host = lab.hosts[0]
+    lab.exec(host, "sed", "-i", "/ \\/proc  *proc /d", "/etc/fstab")
+    assert "hidepid" not in lab.exec(host, "cat", "/etc/fstab")
+    _drift_is_reported_by_check_and_repaired_by_the_hidepid_task_alone(
+        lab, host, same=lambda: lab.exec(host, "cat", "/etc/fstab")
+    )
+    assert FSTAB_LINE.format(gid=_gid(lab, host)) in lab.exec(host, "cat", "/etc/fstab")
+
+
+def test_a_changed_fstab_proc_line_is_reported_and_restored_by_the_hidepid_task(converged_vm):
+    lab = converged_vm
+    host = lab.hosts[0]
+    lab.exec(host, "sed", "-i", "s/hidepid=2,gid=[0-9]*/hidepid=1/", "/etc/fstab")
+    assert "hidepid=1 0 0" in lab.exec(host, "cat", "/etc/fstab")
+    _drift_is_reported_by_check_and_repaired_by_the_hidepid_task_alone(
+        lab, host, same=lambda: lab.exec(host, "cat", "/etc/fstab")
+    )
+    fstab = lab.exec(host, "cat", "/etc/fstab")
+    assert FSTAB_LINE.format(gid=_gid(lab, host)) in fstab
+    assert "hidepid=1" not in fstab
+
+
+def test_tags_hidepid_alone_reads_and_repairs_the_fstab_line_then_skips_the_module(
+    converged_vm,
+):
+    lab = converged_vm
+    host = lab.hosts[0]
+    lab.exec(host, "sed", "-i", "/ \\/proc  *proc /d", "/etc/fstab")
+    repaired = run_playbook("playbooks/base.yml", lab.inventory, tags="hidepid")
+    assert repaired.ok, repaired.explain()
+    assert repaired.changed_tasks(host) == [HIDEPID]
+    assert FSTAB_LINE.format(gid=_gid(lab, host)) in lab.exec(host, "cat", "/etc/fstab")
+    again = run_playbook("playbooks/base.yml", lab.inventory, tags="hidepid")
+    assert again.ok, again.explain()
+    assert again.stats[host]["changed"] == 0, again.changed_tasks(host)
+    assert again.task(HIDEPID, host).status == "skipped"
+
+
+def test_proc_remounted_without_hidepid_is_reported_and_remounted_by_the_hidepid_task(
+    converged_vm,
+):
+    lab = converged_vm
+    host = lab.hosts[0]
+    lab.exec(host, "mount", "-o", "remount,hidepid=0", "/proc")
+    assert "hidepid=invisible" not in _proc_line(lab, host)
+    _drift_is_reported_by_check_and_repaired_by_the_hidepid_task_alone(
+        lab, host, same=lambda: _proc_line(lab, host)
+    )
+    assert f"gid={_gid(lab, host)},hidepid=invisible" in _proc_line(lab, host)
+
+
+def test_hidepid_off_unhides_once_then_skips_the_module_until_turned_back_on(converged_vm):
+    lab = converged_vm
+    host = lab.hosts[0]
+    off = {"base_proc_hidepid": "off"}
+    turned_off = run_playbook("playbooks/base.yml", lab.inventory, extravars=off)
+    assert turned_off.ok, turned_off.explain()
+    assert turned_off.changed_tasks(host) == [HIDEPID]
+    assert "hidepid" not in _proc_line(lab, host)
+    assert " /proc " not in lab.exec(host, "cat", "/etc/fstab")
+    stays_off = run_playbook("playbooks/base.yml", lab.inventory, extravars=off)
+    assert stays_off.stats[host]["changed"] == 0, stays_off.changed_tasks(host)
+    assert stays_off.task(HIDEPID, host).status == "skipped"
+    back_on = run_playbook("playbooks/base.yml", lab.inventory)
+    assert back_on.changed_tasks(host) == [HIDEPID]
+    assert "hidepid=invisible" in _proc_line(lab, host)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from forge_fleet.proc_mount import ProcMountError, fstab_with, mount_options, proc_options
+from forge_fleet.proc_mount import (
+    ProcMountError,
+    as_declared,
+    fstab_with,
+    live_matches,
+    mount_options,
+    proc_options,
+)
 
 # Lines as Linux 6.1 writes them: a podman container's /proc before and after the remount,
 # with the masked /proc/acpi bind mount podman stacks on top.
@@ -55,3 +62,47 @@ def test_fstab_proc_lines_are_replaced_by_one_and_removed_when_off():
         "proc /proc proc defaults,hidepid=2 0 0\nUUID=abc / ext4 defaults 0 1\n"
     )
     assert fstab_with(fstab, "off", None) == "UUID=abc / ext4 defaults 0 1\n"
+
+
+FSTAB = "UUID=abc / ext4 defaults 0 1\n"
+KEPT = FSTAB + "proc /proc proc defaults,hidepid=2,gid=997 0 0\n"
+
+
+def test_live_options_match_by_hidepid_and_gid_and_off_ignores_the_gid():
+    assert live_matches({"hidepid": "invisible", "gid": 997}, "invisible", 997)
+    assert not live_matches({"hidepid": "invisible", "gid": 996}, "invisible", 997)
+    assert not live_matches({"hidepid": "invisible", "gid": None}, "invisible", 997)
+    assert not live_matches({"hidepid": "noaccess", "gid": 997}, "invisible", 997)
+    assert live_matches({"hidepid": "off", "gid": 997}, "off", None)
+    assert not live_matches({"hidepid": "invisible", "gid": 997}, "off", None)
+
+
+def test_as_declared_when_the_live_mount_and_the_fstab_line_both_hold_the_options():
+    assert as_declared(HIDDEN, KEPT, "invisible", 997)
+
+
+def test_not_as_declared_when_the_live_mount_lacks_the_options():
+    assert not as_declared(PLAIN, KEPT, "invisible", 997)
+    assert not as_declared(HIDDEN, KEPT, "invisible", 998)
+    assert not as_declared(HIDDEN, KEPT, "noaccess", 997)
+
+
+def test_not_as_declared_when_the_fstab_line_is_missing_changed_or_doubled():
+    assert not as_declared(HIDDEN, FSTAB, "invisible", 997)
+    assert not as_declared(HIDDEN, "", "invisible", 997)
+    assert not as_declared(HIDDEN, KEPT.replace("gid=997", "gid=5"), "invisible", 997)
+    assert not as_declared(HIDDEN, KEPT + "proc /proc proc defaults 0 0\n", "invisible", 997)
+    assert not as_declared(HIDDEN, KEPT.rstrip("\n"), "invisible", 997)  # fstab_with adds it
+
+
+def test_off_is_as_declared_only_without_hidepid_live_and_without_an_fstab_proc_line():
+    assert as_declared(PLAIN, FSTAB, "off", None)
+    assert as_declared(PLAIN, FSTAB, "off", 997)  # the gid does not matter when off
+    assert as_declared(PLAIN, "", "off", None)  # no fstab at all
+    assert not as_declared(HIDDEN, FSTAB, "off", None)
+    assert not as_declared(PLAIN, KEPT, "off", None)
+
+
+def test_what_cannot_be_judged_is_not_as_declared_so_the_module_runs_and_says_why():
+    assert not as_declared(PLAIN.splitlines()[0] + "\n", FSTAB, "off", None)  # no /proc
+    assert not as_declared(PLAIN, FSTAB, "hidden", None)  # not a hidepid value
