@@ -1,7 +1,9 @@
-"""A git checkout pinned to one commit, repaired in place without destroying anyone's work.
+"""Git checkouts pinned to one commit each, repaired in place without destroying anyone's work.
 
 Pure logic around a ``run(argv, cwd) -> (rc, stdout, stderr)`` callable (the ``git_checkout``
-module passes AnsibleModule.run_command). What it guarantees:
+module passes AnsibleModule.run_command). ``ensure_checkouts`` takes a list (Forge, then the
+extensions inside it) so one module run keeps them all; ``ensure_checkout`` is one of them.
+What it guarantees:
 
 - The checkout is a real git checkout (``.git`` present) at the resolved commit, detached.
 - Cloning into a folder that already holds files (models downloaded before the clone) keeps
@@ -30,7 +32,12 @@ LOCAL_CHANGES = ("fail", "keep", "discard")
 
 
 class CheckoutError(Exception):
-    """Something the operator must act on; the message says what."""
+    """Something the operator must act on; the message says what. ``done``: the results of
+    the checkouts of the same list handled before this one (what already changed)."""
+
+    def __init__(self, message: str, done: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.done = done or []
 
 
 class _Git:
@@ -129,7 +136,14 @@ def _ls_remote(git: _Git, repo: str, version: str) -> str:
 
 def _clone_into(git: _Git, repo: str, version: str, check_mode: bool) -> dict:
     kept = sorted(os.listdir(git.dest)) if os.path.isdir(git.dest) else []
-    result = {"action": "clone", "changed": True, "before": "", "kept": kept}
+    result = {
+        "action": "clone",
+        "changed": True,
+        "before": "",
+        "kept": kept,
+        "local_changes": [],
+        "discarded_to": "",
+    }
     if check_mode:
         result["commit"] = _ls_remote(git, repo, version)
         result["repaired"] = []
@@ -178,18 +192,9 @@ def ensure_checkout(
         return _clone_into(g, repo, version, check_mode)
 
     repaired: list[str] = []
-    rc, head, _ = run([git, "rev-parse", "--verify", "-q", "HEAD"], dest)
-    before = head.strip() if rc == 0 else ""
-    status = g("status", "--porcelain=v1", "-z", "--untracked-files=no") if before else ""
-    deleted, modified = parse_status(status)
-    modified = [p for p in modified if p not in ignore_paths]
-    deleted = [p for p in deleted if p not in ignore_paths]
+    before, deleted, modified = _read_tree(g, ignore_paths)
     if modified and local_changes == "fail":  # before anything changes
-        raise CheckoutError(
-            f"{dest} has local changes to tracked files: {', '.join(modified)}. Nothing was "
-            "changed. Keep them with forge_local_changes: keep, drop them with "
-            "forge_local_changes: discard (saved as a patch first), or undo them by hand."
-        )
+        raise CheckoutError(_refusal({dest: modified}))
     rc, url, _ = run([git, "remote", "get-url", "origin"], dest)
     url = url.strip() if rc == 0 else ""
     if url != repo:
@@ -228,6 +233,86 @@ def ensure_checkout(
         "discarded_to": discarded_to,
         "kept": [],
     }
+
+
+def ensure_checkouts(
+    run: Runner,
+    git: str,
+    checkouts: list[dict],
+    *,
+    local_changes: str = "keep",
+    backup_dir: str = "",
+    check_mode: bool = False,
+) -> list[dict]:
+    """``ensure_checkout`` for each of ``checkouts`` ({repo, dest, version, ignore_paths}), in
+    their order: a repository first, then the ones checked out inside it (Forge, then its
+    extensions), so a fresh clone of the first makes room for the others.
+
+    Returns one result per checkout: ``ensure_checkout``'s keys plus repo, dest and version.
+    With ``local_changes="fail"`` every existing checkout is read first, and a local change in
+    any of them stops the run before anything changes in any of them. Any other error stops at
+    that checkout: the error names its repository and carries the results of those before it
+    (``CheckoutError.done``: what already changed).
+    """
+    if local_changes not in LOCAL_CHANGES:
+        raise CheckoutError(f"local_changes must be one of {', '.join(LOCAL_CHANGES)}")
+    if local_changes == "fail":
+        found = {}
+        for each in checkouts:
+            if os.path.isdir(os.path.join(each["dest"], ".git")):
+                g = _Git(run, git, each["dest"])
+                modified = _read_tree(g, tuple(each.get("ignore_paths") or ()))[2]
+                if modified:
+                    found[each["dest"]] = modified
+        if found:
+            raise CheckoutError(_refusal(found))
+    results: list[dict] = []
+    for each in checkouts:
+        repo, dest, version = each["repo"], each["dest"], each["version"]
+        try:
+            result = ensure_checkout(
+                run,
+                git,
+                repo,
+                dest,
+                version,
+                local_changes=local_changes,
+                ignore_paths=tuple(each.get("ignore_paths") or ()),
+                backup_dir=backup_dir,
+                check_mode=check_mode,
+            )
+        except CheckoutError as error:
+            message = str(error)
+            if repo not in message:
+                message = f"{repo}: {message}"
+            raise CheckoutError(message, done=results) from None
+        results.append({"repo": repo, "dest": dest, "version": version, **result})
+    return results
+
+
+def _read_tree(g: _Git, ignore_paths: tuple[str, ...]) -> tuple[str, list[str], list[str]]:
+    """(HEAD commit or "", deleted, modified tracked paths) of an existing checkout."""
+    rc, head, _ = g.run([g.git, "rev-parse", "--verify", "-q", "HEAD"], g.dest)
+    before = head.strip() if rc == 0 else ""
+    status = g("status", "--porcelain=v1", "-z", "--untracked-files=no") if before else ""
+    deleted, modified = parse_status(status)
+    return (
+        before,
+        [p for p in deleted if p not in ignore_paths],
+        [p for p in modified if p not in ignore_paths],
+    )
+
+
+def _refusal(found: dict[str, list[str]]) -> str:
+    """The local_changes=fail message for {checkout: changed paths}."""
+    listed = "; ".join(
+        f"{dest} has local changes to tracked files: {', '.join(paths)}"
+        for dest, paths in found.items()
+    )
+    return (
+        f"{listed}. Nothing was changed. Keep them with forge_local_changes: keep, drop them "
+        "with forge_local_changes: discard (saved as a patch first), or undo them by hand."
+    )
 
 
 def _local_changes(

@@ -23,6 +23,9 @@ RECORD = "/var/lib/forge-fleet/forge.json"
 MODEL = f"{FORGE}/models/Stable-diffusion/operator-model.safetensors"
 EXT = f"{FORGE}/extensions/sd-forge-standin-extension"
 STAGES = "preflight,base,conda,forge"
+# one git_checkout run for Forge and its extensions; the preparation is one include
+CHECKOUT = "Check out Forge and the extensions at the pinned commits"
+PREPARE = "Prepare Forge, or report the preparation that would run (check mode)"
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +76,12 @@ def test_check_on_a_fresh_vm_says_what_would_be_created_cloned_and_installed(lab
     host = lab.hosts[1]
     env = dry_run.task("Create the conda environment for Forge", host)
     assert env.changed and env.res["action"] == "created"
-    clone = dry_run.task("Check out Forge at the pinned commit", host)
-    assert clone.changed and clone.res["action"] == "clone"
+    clone = dry_run.task(CHECKOUT, host)
+    assert clone.changed
+    assert [(c["dest"], c["action"]) for c in clone.res["checkouts"]] == [
+        (FORGE, "clone"),
+        (EXT, "clone"),
+    ]
     assert dry_run.task("Report webui-user.sh as written with the clone (check mode)", host).changed
     prepare = dry_run.task("Report the preparation that would run (check mode)", host)
     assert prepare.changed and "torch==2.3.1" in prepare.res["msg"]
@@ -202,17 +209,55 @@ def test_record_is_root_owned_world_readable_and_matches_the_facts(lab, served, 
     assert len(data["requirements_sha256"]) == 64 and data["prepared_at"]
 
 
-def test_rerun_changes_nothing_and_runs_no_pip(lab, served, converged):
+PREPARE_LOG = "/home/azureuser/.cache/forge-fleet/prepare.log"
+# roles/forge/tasks/prepare.yml: included only when a preparation is needed
+PREPARATION = [
+    "Report the preparation that would run (check mode)",
+    "Start preparing Forge in the background (torch, then the requirements)",
+    "Wait for the preparation, showing progress",
+    "Collect the preparation result",
+    "List the packages in the prepared environment",
+    "Note when Forge was prepared",
+]
+
+
+@pytest.fixture(scope="module")
+def rerun(lab, served, converged):
     host = lab.hosts[0]
-    log = "/home/azureuser/.cache/forge-fleet/prepare.log"
-    before = lab.exec(host, "stat", "-c", "%Y", log)
+    before = lab.exec(host, "stat", "-c", "%Y", PREPARE_LOG)
     again = converge(lab, served, host)
     assert again.ok, again.explain()
+    return again, before
+
+
+def test_rerun_changes_nothing_and_runs_no_pip(lab, rerun):
+    host = lab.hosts[0]
+    again, log_time = rerun
     assert again.stats[host]["changed"] == 0, again.changed_tasks(host)
     assert "Start preparing Forge in the background (torch, then the requirements)" not in [
         t.task.split(" : ")[-1] for t in again.for_host(host) if t.status == "ok"
     ]
-    assert lab.exec(host, "stat", "-c", "%Y", log) == before
+    assert lab.exec(host, "stat", "-c", "%Y", PREPARE_LOG) == log_time
+
+
+def test_rerun_checks_out_forge_and_the_extension_in_one_module_run(lab, rerun):
+    host = lab.hosts[0]
+    again = rerun[0]
+    runs = [t for t in again.for_host(host) if t.action == "git_checkout"]
+    assert [(t.task.split(" : ")[-1], t.status) for t in runs] == [(CHECKOUT, "ok")]
+    assert [(c["dest"], c["action"]) for c in runs[0].res["checkouts"]] == [
+        (FORGE, "present"),
+        (EXT, "present"),
+    ]
+
+
+def test_rerun_skips_the_preparation_as_one_include(lab, rerun):
+    host = lab.hosts[0]
+    again = rerun[0]
+    ran = [t.task.split(" : ")[-1] for t in again.for_host(host)]
+    assert not set(PREPARATION) & set(ran), ran
+    include = again.task(PREPARE, host)
+    assert include.status == "skipped"
 
 
 def test_env_with_the_wrong_python_is_recreated(lab, served, converged):
@@ -233,23 +278,44 @@ def record_before_drift(lab, converged):
 
 
 @pytest.fixture(scope="module")
-def drifted(lab, served, converged, record_before_drift):
-    """Every kind of drift at once, then one run."""
+def drift_checked(lab, served, converged, record_before_drift, rerun):
+    """Every kind of drift at once, then --check."""
     host = lab.hosts[0]
     as_user(lab, host, f"git -C {FORGE} checkout -q {served.built.forge_commits[0]}")
     as_user(lab, host, f"rm {FORGE}/launch.py")
     as_user(lab, host, f"echo '# tuned by hand' >> {FORGE}/webui.sh")
     as_user(lab, host, f"git -C {EXT} checkout -q {served.built.extension_commits[0]}")
     as_user(lab, host, "/anaconda/bin/conda remove -y -q -n forge --all")
-    result = converge(lab, served, host)
+    result = converge(lab, served, host, check=True)
     assert result.ok, result.explain()
     return result
+
+
+@pytest.fixture(scope="module")
+def drifted(lab, served, drift_checked):
+    """The drift of drift_checked, then one run."""
+    result = converge(lab, served, lab.hosts[0])
+    assert result.ok, result.explain()
+    return result
+
+
+def test_check_reports_the_moved_extension_and_changes_nothing(lab, served, drift_checked):
+    host = lab.hosts[0]
+    checkout = drift_checked.task(CHECKOUT, host)
+    ext = checkout.res["checkouts"][1]
+    old, new = served.built.extension_commits
+    moved = f"checked out {new} (was {old})"
+    assert ext["dest"] == EXT and ext["repaired"] == [moved]
+    assert f"{EXT}: {moved}" in checkout.res["repaired"]
+    assert head(lab, host, EXT) == served.built.extension_commits[0]
+    assert head(lab, host) == served.built.forge_commits[0]
+    assert drift_checked.task("Report the preparation that would run (check mode)", host).changed
 
 
 def test_commit_drift_is_repaired_and_said(lab, served, drifted):
     host = lab.hosts[0]
     assert head(lab, host) == served.built.forge_commits[1]
-    repaired = drifted.task("Check out Forge at the pinned commit", host).res["repaired"]
+    repaired = drifted.task(CHECKOUT, host).res["checkouts"][0]["repaired"]
     assert (
         f"checked out {served.built.forge_commits[1]} (was {served.built.forge_commits[0]})"
         in repaired
@@ -259,20 +325,24 @@ def test_commit_drift_is_repaired_and_said(lab, served, drifted):
 def test_deleted_tracked_file_is_restored(lab, drifted):
     host = lab.hosts[0]
     assert exists(lab, host, f"{FORGE}/launch.py")
-    repaired = drifted.task("Check out Forge at the pinned commit", host).res["repaired"]
+    repaired = drifted.task(CHECKOUT, host).res["checkouts"][0]["repaired"]
     assert "restored deleted files: launch.py" in repaired
 
 
 def test_local_modification_is_listed_and_kept(lab, drifted):
     host = lab.hosts[0]
-    checkout = drifted.task("Check out Forge at the pinned commit", host)
-    assert checkout.res["local_changes"] == ["webui.sh"]
+    checkout = drifted.task(CHECKOUT, host)
+    assert checkout.res["checkouts"][0]["local_changes"] == ["webui.sh"]
     assert any("webui.sh" in w for w in checkout.res.get("warnings", []))
     assert lab.exec(host, "tail", "-n", "1", f"{FORGE}/webui.sh").strip() == "# tuned by hand"
 
 
 def test_extension_is_back_at_its_pinned_commit(lab, served, drifted):
     assert head(lab, lab.hosts[0], EXT) == served.built.extension_commits[1]
+    old, new = served.built.extension_commits
+    moved = f"checked out {new} (was {old})"
+    checkout = drifted.task(CHECKOUT, lab.hosts[0])
+    assert checkout.res["checkouts"][1]["repaired"] == [moved]
 
 
 def test_deleted_env_is_recreated_and_prepared_again(lab, drifted):
@@ -290,6 +360,41 @@ def test_a_new_preparation_is_a_new_fingerprint_for_the_webui(lab, drifted, reco
     assert now["environment_sha256"] == before["environment_sha256"]
     assert now["prepared_at"] > before["prepared_at"]
     assert now["fingerprint"] != before["fingerprint"]
+
+
+@pytest.fixture(scope="module")
+def extension_removed(lab, served, drifted):
+    """The extension's folder deleted after the drift run: --check, then one run."""
+    host = lab.hosts[0]
+    before = record(lab, host)
+    lab.exec(host, "rm", "-rf", EXT)
+    checked = converge(lab, served, host, check=True)
+    assert checked.ok, checked.explain()
+    assert not exists(lab, host, EXT)
+    repaired = converge(lab, served, host)
+    assert repaired.ok, repaired.explain()
+    return checked, repaired, before
+
+
+def test_check_reports_the_removed_extension_as_a_clone(lab, served, extension_removed):
+    host = lab.hosts[0]
+    checked = extension_removed[0]
+    checkout = checked.task(CHECKOUT, host)
+    assert checkout.changed
+    assert [(c["action"], c["commit"]) for c in checkout.res["checkouts"]] == [
+        ("present", served.built.forge_commits[1]),
+        ("clone", served.built.extension_commits[1]),
+    ]
+    assert [t.split(" : ")[-1] for t in checked.changed_tasks(host)] == [CHECKOUT]
+
+
+def test_removed_extension_is_cloned_again_without_preparing(lab, served, extension_removed):
+    host = lab.hosts[0]
+    repaired, before = extension_removed[1], extension_removed[2]
+    assert head(lab, host, EXT) == served.built.extension_commits[1]
+    assert [t.split(" : ")[-1] for t in repaired.changed_tasks(host)] == [CHECKOUT]
+    assert repaired.task(PREPARE, host).status == "skipped"
+    assert record(lab, host) == before  # the same commits: the same fingerprint, no restart
 
 
 # -- conda_install: no conda on the host, Miniforge from the lab ---------------------------

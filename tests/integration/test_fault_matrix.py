@@ -46,6 +46,8 @@ WEBUI_FILES = "Write the login files, the launcher and the systemd unit"  # one 
 RESTART_FOR = "Restart Forge for the files it reads when it starts"
 RESTART = "Restart the webui"
 RECORD = "Record what was checked out and prepared"
+# one git_checkout run for Forge and every extension
+CHECKOUT = "Check out Forge and the extensions at the pinned commits"
 SYNC_FILES = "Write the sync folders, the SAS URL, the settings and the script"
 ACCESS_ROW = "Write this host's access row on the controller"
 # run_once on the controller for the whole fleet: counted on the play's first host, whichever
@@ -189,24 +191,24 @@ FAULTS = [
         "checkout moved to another commit",
         f"su azureuser -c '{GIT} -C {FORGE} checkout -q HEAD~1'",
         f"{GIT} -C {FORGE} rev-parse HEAD",
-        ["Check out Forge at the pinned commit"],
-        ["Check out Forge at the pinned commit"],
+        [CHECKOUT],
+        [CHECKOUT],
         detail="{forge_version}",
     ),
     Fault(
         "tracked Forge file deleted",
         f"rm {FORGE}/webui.sh",
         _hash(f"{FORGE}/webui.sh"),
-        ["Check out Forge at the pinned commit"],
-        ["Check out Forge at the pinned commit"],
+        [CHECKOUT],
+        [CHECKOUT],
         detail="webui.sh",
     ),
     Fault(
         "extension removed",
         f"rm -rf {EXTENSION}",
         f"{GIT} -C {EXTENSION} rev-parse HEAD 2>/dev/null || echo absent",
-        ["Check out the extensions"],
-        ["Check out the extensions"],
+        [CHECKOUT],
+        [CHECKOUT],
         detail="sd-forge-standin-extension",
     ),
     Fault(

@@ -189,7 +189,8 @@ def test_site_writes_the_report_with_each_vms_own_values(lab, run):
         assert row["status"] == "ok", row["problems"]
         # what this run changed: the recap's own count for the host
         assert int(row["changed"]) == run["result"].stats[host]["changed"] > 0
-        assert "forge : Check out Forge at the pinned commit" in row["changed_tasks"]
+        checkout = "forge : Check out Forge and the extensions at the pinned commits"
+        assert checkout in row["changed_tasks"]
     stamped = sorted(p.name for p in run["reports"].glob("fleet-report-*Z.*"))
     assert [Path(p).suffix for p in stamped] == [".csv", ".html"]
     assert (run["reports"] / "fleet-report.html").stat().st_mode & 0o777 == 0o644

@@ -3,12 +3,18 @@ cloned from their bare repositories on disk."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from forge_fleet.git_checkout import CheckoutError, ensure_checkout, parse_status
+from forge_fleet.git_checkout import (
+    CheckoutError,
+    ensure_checkout,
+    ensure_checkouts,
+    parse_status,
+)
 from lab import forge_repo
 
 
@@ -118,3 +124,90 @@ def test_unknown_version_fails_clearly(repo, tmp_path):
 def test_parse_status_splits_deleted_from_modified():
     status = " D launch.py\0M  webui.sh\0R  new.py\0old.py\0 M modules/x.py\0"
     assert parse_status(status) == (["launch.py"], ["modules/x.py", "new.py", "webui.sh"])
+
+
+# -- a list of checkouts in one call: Forge, then an extension inside it --------------------
+
+
+@pytest.fixture
+def pair(built, tmp_path):
+    """(checkouts, forge folder, extension folder): the role's list for one extension."""
+    forge, ext = tmp_path / "forge", tmp_path / "forge" / "extensions" / "ext"
+    checkouts = [
+        {"repo": str(built.git_dir / forge_repo.FORGE_REPO), "dest": str(forge),
+         "version": built.forge_commits[1], "ignore_paths": ["webui-user.sh"]},
+        {"repo": str(built.git_dir / forge_repo.EXTENSION_REPO), "dest": str(ext),
+         "version": built.extension_commits[1]},
+    ]  # fmt: skip
+    return checkouts, forge, ext
+
+
+def test_a_list_is_cloned_in_order_and_each_result_names_its_checkout(built, pair):
+    checkouts, forge, ext = pair
+    results = ensure_checkouts(run, "git", checkouts)
+    assert [(r["dest"], r["action"], r["commit"]) for r in results] == [
+        (str(forge), "clone", built.forge_commits[1]),
+        (str(ext), "clone", built.extension_commits[1]),
+    ]
+    assert git(forge, "rev-parse", "HEAD") == built.forge_commits[1]
+    assert git(ext, "rev-parse", "HEAD") == built.extension_commits[1]
+
+
+def test_a_list_run_again_changes_nothing(pair):
+    checkouts = pair[0]
+    ensure_checkouts(run, "git", checkouts)
+    again = ensure_checkouts(run, "git", checkouts)
+    assert [(r["action"], r["changed"], r["repaired"]) for r in again] == [
+        ("present", False, []),
+        ("present", False, []),
+    ]
+
+
+def test_a_moved_extension_is_reported_in_check_mode_then_repaired(built, pair):
+    checkouts, _, ext = pair
+    ensure_checkouts(run, "git", checkouts)
+    git(ext, "checkout", "-q", built.extension_commits[0])
+    checked = ensure_checkouts(run, "git", checkouts, check_mode=True)
+    moved = f"checked out {built.extension_commits[1]} (was {built.extension_commits[0]})"
+    assert [r["changed"] for r in checked] == [False, True]
+    assert checked[1]["repaired"] == [moved]
+    assert git(ext, "rev-parse", "HEAD") == built.extension_commits[0]
+    real = ensure_checkouts(run, "git", checkouts)
+    assert real[1]["repaired"] == [moved] and not real[0]["changed"]
+    assert git(ext, "rev-parse", "HEAD") == built.extension_commits[1]
+
+
+def test_a_removed_extension_is_reported_in_check_mode_then_cloned_again(built, pair):
+    checkouts, _, ext = pair
+    ensure_checkouts(run, "git", checkouts)
+    shutil.rmtree(ext)
+    checked = ensure_checkouts(run, "git", checkouts, check_mode=True)
+    assert [r["action"] for r in checked] == ["present", "clone"]
+    assert checked[1]["commit"] == built.extension_commits[1] and not ext.exists()
+    real = ensure_checkouts(run, "git", checkouts)
+    assert [r["action"] for r in real] == ["present", "clone"]
+    assert git(ext, "rev-parse", "HEAD") == built.extension_commits[1]
+
+
+def test_local_changes_fail_in_an_extension_stops_before_forge_changes(built, pair):
+    checkouts, forge, ext = pair
+    ensure_checkouts(run, "git", checkouts)
+    git(forge, "checkout", "-q", built.forge_commits[0])
+    tracked = git(ext, "ls-files").splitlines()[0]
+    with (ext / tracked).open("a") as handle:
+        handle.write("# mine\n")
+    with pytest.raises(
+        CheckoutError, match=rf"{ext} has local changes to tracked files: {tracked}"
+    ):
+        ensure_checkouts(run, "git", checkouts, local_changes="fail")
+    assert git(forge, "rev-parse", "HEAD") == built.forge_commits[0]  # nothing changed
+
+
+def test_an_error_names_the_repository_and_carries_the_checkouts_before_it(built, pair):
+    checkouts, forge, _ = pair
+    broken = [checkouts[0], {**checkouts[1], "version": "no-such-tag"}]
+    with pytest.raises(CheckoutError) as caught:
+        ensure_checkouts(run, "git", broken)
+    assert checkouts[1]["repo"] in str(caught.value)
+    assert "'no-such-tag' is not a branch, tag or commit" in str(caught.value)
+    assert [r["dest"] for r in caught.value.done] == [str(forge)]
