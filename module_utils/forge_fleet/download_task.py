@@ -3,10 +3,11 @@ module makes (library/model_download.py only declares the options and reports).
 
     failed, result = run_task(params, check_mode)
 
-Order: read the declared folders (O(folders): owner, group, mode) -> check the catalog (nothing asked or written when it is bad) -> mark the progress file
-(kept fresh while planning) -> plan -> refuse declared mismatches -> in check mode, hash what
-only hashing can judge -> check the disk -> report the plan (check mode) or execute it.
-Any failure after the marker marks the progress file finished, so a watcher stops waiting.
+Order: read the declared folders (owner, group, mode) -> check the catalog (nothing asked or
+written when it is bad) -> mark the progress file (kept fresh while planning) -> plan ->
+refuse declared mismatches -> in check mode, hash what only hashing can judge -> check the
+disk -> report the plan (check mode) or execute it. Any failure after the marker marks the
+progress file finished, so a watcher stops waiting.
 Standard library only, Python 3.8+ (it runs on the VMs).
 """
 

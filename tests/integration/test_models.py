@@ -224,8 +224,9 @@ def test_a_lora_the_catalog_does_not_list_is_handed_to_the_report_not_failed_nor
         found = facts["models_tree"]["findings"]
         assert [f["code"] for f in found] == ["no_matching_model"]
         assert found[0]["paths"] == [wrong]
-        assert "xl-style.safetensors: LoRA for sdxl does not fit any model present" in (
-            found[0]["message"]
+        assert (
+            "xl-style.safetensors: LoRA for sdxl does not fit any model present"
+            in found[0]["message"]
         )
     finally:
         lab.exec(host, "rm", "-f", wrong)
