@@ -8,9 +8,10 @@ DOCUMENTATION = r"""
 module: model_compat
 short_description: Fail with every reason a set of model files does not fit together
 description:
-  - Checks a Forge models tree (O(forge_dir)) or a list of files with what a catalog declares
-    them to be (O(files)). Fails listing every finding at once; each names the file, the
-    evidence (tensor key, shape or metadata) and what to do.
+  - Checks a Forge models tree (O(forge_dir)), a list of files with what a catalog declares
+    them to be (O(files)), or both in one run (the list decides; the tree is returned in
+    RV(tree)). Fails listing every finding at once; each names the file, the evidence
+    (tensor key, shape or metadata) and what to do.
   - Rules - every LoRA, embedding and ControlNet fits the family of a model present (SD1 vs
     SD2 vs SDXL by context width, Flux Dev vs Schnell by weights or metadata); every VAE fits
     a model present (latent channels); a Flux or SD3 diffusion-model-only file has its VAE and

@@ -27,7 +27,7 @@ description:
     downloaded or repaired; a file whose size or mtime changed but whose size is still right
     is hashed (O(hash_changed)) and reported as C(repair) when its bytes are wrong.
   - Values of catalog C(headers) (e.g. a private mirror's Authorization) are masked like the
-    token options: in the result, its invocation and the host's journal.
+    token options - in the result, its invocation and the host's journal.
 options:
   forge_dir:
     description: The Forge checkout; files go to its C(models/...) folders by kind.
@@ -110,7 +110,7 @@ options:
   folders:
     description:
       - Folders to read as they are (exists, owner, group, mode) and compare with what is
-        declared here, as M(host_files) compares a C(state=directory) entry. Read-only: the
+        declared here, as M(host_files) compares a C(state=directory) entry. Read-only; the
         result says which differ (RV(folders_differ)), so a role runs its folder task only
         then. Read before the plan, so a missing folder (a fresh host) is reported, not an
         error.
