@@ -8,9 +8,10 @@ DOCUMENTATION = r"""
 module: model_compat
 short_description: Fail with every reason a set of model files does not fit together
 description:
-  - Checks a Forge models tree (O(forge_dir)) or a list of files with what a catalog declares
-    them to be (O(files)). Fails listing every finding at once; each names the file, the
-    evidence (tensor key, shape or metadata) and what to do.
+  - Checks a Forge models tree (O(forge_dir)), a list of files with what a catalog declares
+    them to be (O(files)), or both in one run (the list decides; the tree is returned in
+    RV(tree)). Fails listing every finding at once; each names the file, the evidence
+    (tensor key, shape or metadata) and what to do.
   - Rules - every LoRA, embedding and ControlNet fits the family of a model present (SD1 vs
     SD2 vs SDXL by context width, Flux Dev vs Schnell by weights or metadata); every VAE fits
     a model present (latent channels); a Flux or SD3 diffusion-model-only file has its VAE and
@@ -22,7 +23,11 @@ options:
     description:
       - A Forge checkout (or its C(models/) folder). Files are declared to be what their
         folder holds (C(models/Lora) holds LoRAs, ...).
-      - Mutually exclusive with O(files).
+      - With O(files) too, the catalog's files alone decide whether the task fails (checked
+        as without O(forge_dir)); every file of the tree is checked as well, as O(forge_dir)
+        alone checks it, and returned in RV(tree) without failing the task. Each file is
+        read once, so one run serves both a role that must fail for its catalog's problems
+        only and a report of everything present.
     type: path
   files:
     description: Files to check together, each with what the catalog declares it to be.
@@ -61,6 +66,13 @@ EXAMPLES = r"""
   model_compat:
     forge_dir: /home/azureuser/stable-diffusion-webui-forge
 
+- name: Check the catalog's files (they decide) and report every file present
+  model_compat:
+    files: "{{ plan.declared }}"
+    forge_dir: /home/azureuser/stable-diffusion-webui-forge
+    manifest: true
+  register: compat  # compat.tree: every file present, its findings, the manifest
+
 - name: Check what landed against what the catalog declares
   model_compat:
     files:
@@ -88,13 +100,25 @@ files:
 manifest:
   description: The models manifest, by path relative to O(forge_dir); {} when it is absent.
   type: dict
-  returned: when O(manifest) is true
+  returned: when O(manifest) is true (inside RV(tree) when O(files) is given too)
+tree:
+  description:
+    - With both O(forge_dir) and O(files) - every file of the tree as O(forge_dir) alone
+      checks it - C(forge_dir), C(files), C(findings) (never failing the task) and, with
+      O(manifest), C(manifest); C(msg) instead of C(files) and C(findings) when O(forge_dir)
+      is not a models tree.
+  type: dict
+  returned: when both O(forge_dir) and O(files) are given
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.download_plan import load_manifest
-from ansible.module_utils.forge_fleet.model_compat import NotAModelsTree, check_set, check_tree
-from ansible.module_utils.forge_fleet.model_inspect import inspect_paths
+from ansible.module_utils.forge_fleet.model_compat import (
+    NotAModelsTree,
+    check_files,
+    check_files_and_tree,
+    check_tree,
+)
 
 
 def main() -> None:
@@ -113,24 +137,28 @@ def main() -> None:
             "allow_pickle": {"type": "bool", "default": False},
             "manifest": {"type": "bool", "default": False},
         },
-        mutually_exclusive=[("forge_dir", "files")],
         required_one_of=[("forge_dir", "files")],
         supports_check_mode=True,
     )
+    forge_dir, wanted = module.params["forge_dir"], module.params["files"]
     allow_pickle = module.params["allow_pickle"]
     extra = {}
-    if module.params["manifest"] and module.params["forge_dir"]:
-        extra["manifest"] = load_manifest(module.params["forge_dir"])
-    if module.params["forge_dir"]:
+    manifest = load_manifest(forge_dir) if module.params["manifest"] and forge_dir else None
+    if forge_dir and wanted is not None:
+        # the catalog's files decide; the tree around them is returned, read in the same pass
+        files, findings, tree = check_files_and_tree(wanted, forge_dir, allow_pickle)
+        if manifest is not None:
+            tree["manifest"] = manifest
+        extra["tree"] = {"forge_dir": forge_dir, **tree}
+    elif forge_dir:
+        if manifest is not None:
+            extra["manifest"] = manifest
         try:
-            files, findings = check_tree(module.params["forge_dir"], allow_pickle)
+            files, findings = check_tree(forge_dir, allow_pickle)
         except NotAModelsTree as error:
             module.fail_json(msg=str(error), findings=[], files=[], **extra)
     else:
-        wanted = module.params["files"]
-        files = inspect_paths([f["path"] for f in wanted])
-        declared = {f["path"]: {**f, "source": "the catalog"} for f in wanted}
-        findings = check_set(files, declared, allow_pickle)
+        files, findings = check_files(wanted, allow_pickle)
     if findings:
         lines = [f"{f['message']} [{f['evidence']}] -> {f['action']}" for f in findings]
         module.fail_json(

@@ -27,7 +27,7 @@ description:
     downloaded or repaired; a file whose size or mtime changed but whose size is still right
     is hashed (O(hash_changed)) and reported as C(repair) when its bytes are wrong.
   - Values of catalog C(headers) (e.g. a private mirror's Authorization) are masked like the
-    token options: in the result, its invocation and the host's journal.
+    token options - in the result, its invocation and the host's journal.
 options:
   forge_dir:
     description: The Forge checkout; files go to its C(models/...) folders by kind.
@@ -107,6 +107,30 @@ options:
     description: The AzCopy binary used for O(cache_sas_url).
     type: str
     default: azcopy
+  folders:
+    description:
+      - Folders to read as they are (exists, owner, group, mode) and compare with what is
+        declared here, as M(host_files) compares a C(state=directory) entry. Read-only; the
+        result says which differ (RV(folders_differ)), so a role runs its folder task only
+        then. Read before the plan, so a missing folder (a fresh host) is reported, not an
+        error.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The folder.
+        type: path
+        required: true
+      owner:
+        description: Declared owner (name or uid); unset, not compared.
+        type: str
+      group:
+        description: Declared group (name or gid); unset, not compared.
+        type: str
+      mode:
+        description: Declared mode, octal as in YAML (C("0755")); unset, not compared.
+        type: raw
 author: Forge Fleet
 """
 
@@ -180,6 +204,26 @@ totals:
   type: dict
   returned: always
   sample: {files: 3, downloaded: 1, present: 2, bytes_to_fetch: 335304388, bytes: 12000000000}
+folders:
+  description: >-
+    Per folder of O(folders) - path, exists, owner, group, mode (four octal digits) as it is
+    now, and differs (what M(host_files) would change - created, mode, owner, group - or why
+    it cannot; empty when the folder is as declared).
+  type: list
+  elements: dict
+  returned: always
+  sample:
+    - path: /home/azureuser/stable-diffusion-webui-forge/models
+      exists: true
+      owner: azureuser
+      group: azureuser
+      mode: "0755"
+      differs: []
+folders_differ:
+  description: The folders of O(folders) that are missing or differ from what is declared.
+  type: list
+  elements: str
+  returned: always
 errors:
   description: One message per file that could not be made right.
   type: list
@@ -210,6 +254,17 @@ def main() -> None:
             "hash_changed": {"type": "bool", "default": True},
             "cache_sas_url": {"type": "str", "no_log": True},
             "azcopy": {"type": "str", "default": "azcopy"},
+            "folders": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "path": {"type": "path", "required": True},
+                    "owner": {"type": "str"},
+                    "group": {"type": "str"},
+                    "mode": {"type": "raw"},
+                },
+            },
         },
         supports_check_mode=True,
     )

@@ -3,10 +3,11 @@ module makes (library/model_download.py only declares the options and reports).
 
     failed, result = run_task(params, check_mode)
 
-Order: check the catalog (nothing asked or written when it is bad) -> mark the progress file
-(kept fresh while planning) -> plan -> refuse declared mismatches -> in check mode, hash what
-only hashing can judge -> check the disk -> report the plan (check mode) or execute it.
-Any failure after the marker marks the progress file finished, so a watcher stops waiting.
+Order: read the declared folders (owner, group, mode) -> check the catalog (nothing asked or
+written when it is bad) -> mark the progress file (kept fresh while planning) -> plan ->
+refuse declared mismatches -> in check mode, hash what only hashing can judge -> check the
+disk -> report the plan (check mode) or execute it. Any failure after the marker marks the
+progress file finished, so a watcher stops waiting.
 Standard library only, Python 3.8+ (it runs on the VMs).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from . import download_progress
 from .catalog import CatalogError, normalize_catalog
+from .download_folders import check_folders
 from .http_download import (
     DownloadError,
     Settings,
@@ -81,6 +83,8 @@ def run_task(params: dict[str, Any], check_mode: bool) -> tuple[bool, dict[str, 
     # Before asking upstream (seconds for a long catalog) a watcher polling the progress file
     # must not take an earlier run's "finished" for this one; a run in flight keeps its file.
     # The marker stays fresh while the run plans: a file that stops changing means a dead job.
+    # The folders first: their state is read whatever the plan finds (a fresh host has none).
+    folders, differ = check_folders(params.get("folders") or [])
     heartbeat = None
     if progress_file and not check_mode and not download_progress.in_flight(progress_file):
         heartbeat = download_progress.Heartbeat(progress_file).start()
@@ -91,6 +95,7 @@ def run_task(params: dict[str, Any], check_mode: bool) -> tuple[bool, dict[str, 
     except Exception as error:  # a bug: still a failed task (the module masks the secrets)
         message = f"unexpected {type(error).__name__} while handling the models: {error}"
         failed, result = _failure(message, [message])
+    result.update(folders=folders, folders_differ=differ)
     if heartbeat is not None:
         heartbeat.stop()
         # Failed before the download wrote its own final progress (the result of a finished

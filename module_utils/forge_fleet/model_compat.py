@@ -279,11 +279,8 @@ def models_folders(path: str) -> list[tuple[str, str]]:
     return found
 
 
-def check_tree(path: str, allow_pickle: bool = False) -> tuple[list[dict], list[dict]]:
-    """Inspect and check a Forge models tree: (inspections, findings).
-
-    Each file is declared to be what its folder holds (a LoRA in models/VAE is a finding).
-    """
+def _tree(path: str) -> tuple[list[dict], dict[str, dict[str, Any]]]:
+    """Every file of a Forge models tree inspected, and what its folder declares it to be."""
     items: list[dict] = []
     declared: dict[str, dict[str, Any]] = {}
     for full, folder in models_folders(path):
@@ -293,4 +290,51 @@ def check_tree(path: str, allow_pickle: bool = False) -> tuple[list[dict], list[
                 "kind": FOLDER_ROLES[folder][0],
                 "source": f"the folder {folder}",
             }
+    return items, declared
+
+
+def check_tree(path: str, allow_pickle: bool = False) -> tuple[list[dict], list[dict]]:
+    """Inspect and check a Forge models tree: (inspections, findings).
+
+    Each file is declared to be what its folder holds (a LoRA in models/VAE is a finding).
+    """
+    items, declared = _tree(path)
     return items, check_set(items, declared, allow_pickle)
+
+
+def check_files(
+    wanted: list[dict[str, Any]], allow_pickle: bool = False, known: dict[str, dict] | None = None
+) -> tuple[list[dict], list[dict]]:
+    """Inspect and check the files a catalog declares: (inspections, findings).
+
+    ``wanted``: {path, kind, family} per file. ``known`` maps a normalised path to an
+    inspection already made (of the tree around them): such a file is not read again.
+    """
+    known = known or {}
+    items: list[dict] = []
+    declared: dict[str, dict[str, Any]] = {}
+    for want in wanted:
+        seen = known.get(os.path.normpath(want["path"]))
+        for item in [seen] if seen else inspect_paths([want["path"]]):
+            items.append(item)
+            declared[item["path"]] = {**want, "source": "the catalog"}
+    return items, check_set(items, declared, allow_pickle)
+
+
+def check_files_and_tree(
+    wanted: list[dict[str, Any]], path: str, allow_pickle: bool = False
+) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """The catalog's files and every file of the tree at ``path``, each file read once:
+    (catalog inspections, catalog findings, tree). The catalog's files are checked exactly
+    as ``check_files`` checks them (together, as the catalog declares them); the tree as
+    ``check_tree`` checks it. ``tree`` is {files, findings}, or {msg} when ``path`` is no
+    models tree (the catalog's files are still checked)."""
+    try:
+        tree_items, tree_declared = _tree(path)
+    except NotAModelsTree as error:
+        tree_items, tree = [], {"msg": str(error)}
+    else:
+        tree = {"files": tree_items, "findings": check_set(tree_items, tree_declared, allow_pickle)}
+    known = {os.path.normpath(item["path"]): item for item in tree_items}
+    files, findings = check_files(wanted, allow_pickle, known)
+    return files, findings, tree

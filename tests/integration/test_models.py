@@ -10,6 +10,7 @@ import time
 import pytest
 
 from forge_fleet.http_download import human_bytes
+from lab import podman
 from lab.tls import issue_server_cert
 from tests.doubles.model_hub import ModelHub
 from tests.fixtures import models as m
@@ -142,13 +143,93 @@ def test_credentials_never_reach_the_storage_host(hub, converged):
     assert not any(r["authorization"] for r in hub.cdn_requests())
 
 
+FOLDER_TASK = "Create the models folder"
+COMPAT = "Check that the models fit together"
+DOWNLOAD_STEPS = (
+    "Forget the progress of an earlier run",
+    "Start the downloads in the background",
+    "Wait for the downloads, showing progress",
+    "Collect the download results",
+)
+
+
+def ran(result, name: str, host: str) -> bool:
+    """Whether a task with this name has a result for the host at all (skipped counts)."""
+    return any(t.task == name or t.task.endswith(f" : {name}") for t in result.for_host(host))
+
+
 def test_rerun_changes_nothing_and_downloads_nothing(lab, hub, converged):
     hub.state.log.clear()
     again = models_run(lab, hub)
     assert again.ok, again.explain()
     for host in lab.hosts:
         assert again.stats[host]["changed"] == 0, again.changed_tasks(host)
+        # the plan read both folders as declared: no module run for them
+        assert again.task(FOLDER_TASK, host).status == "skipped"
+        assert again.task(PLAN, host).res["folders_differ"] == []
+        # nothing to download: the download's steps are not even included
+        assert not any(ran(again, step, host) for step in DOWNLOAD_STEPS)
     assert hub.cdn_requests() == []
+
+
+def test_the_check_hands_every_file_present_and_the_manifest_to_the_report(lab, converged):
+    host = lab.hosts[0]
+    facts = converged.task("Export the models facts for later roles", host).res["ansible_facts"]
+    tree = facts["models_tree"]
+    assert tree["forge_dir"] == FORGE
+    assert tree["findings"] == []
+    names = sorted(f["path"].rsplit("/", 1)[-1] for f in tree["files"])
+    assert names == sorted(
+        ["tiny-sd15.safetensors", "detail-tweaker.safetensors", "mirror-style.safetensors"]
+    )
+    assert "models/Lora/detail-tweaker.safetensors" in tree["manifest"]
+
+
+def test_folder_drift_is_reported_by_check_and_repaired(lab, hub, converged):
+    host = lab.hosts[0]
+    models = f"{FORGE}/models"
+    healthy = lab.exec(host, "stat", "-c", "%a %U %G", FORGE, models)
+    assert healthy.split() == ["755", "azureuser", "azureuser"] * 2
+    lab.exec(host, "chmod", "0777", models)  # mode loosened
+    lab.exec(host, "chown", "root:root", FORGE)  # owner changed
+    drifted = lab.exec(host, "stat", "-c", "%a %U %G", FORGE, models)
+    dry = models_run(lab, hub, check=True)
+    assert dry.ok, dry.explain()
+    assert lab.exec(host, "stat", "-c", "%a %U %G", FORGE, models) == drifted
+    assert dry.task(PLAN, host).res["folders_differ"] == [FORGE, models]
+    assert dry.changed_tasks(host) == [FOLDER_TASK]
+    assert dry.stats[lab.hosts[1]]["changed"] == 0
+    real = models_run(lab, hub)
+    assert real.ok, real.explain()
+    assert lab.exec(host, "stat", "-c", "%a %U %G", FORGE, models) == healthy
+    assert real.changed_tasks(host) == [FOLDER_TASK]
+    assert real.task(FOLDER_TASK, lab.hosts[1]).status == "skipped"
+
+
+def test_a_lora_the_catalog_does_not_list_is_handed_to_the_report_not_failed_nor_deleted(
+    lab, hub, converged, tmp_path
+):
+    host = lab.hosts[0]
+    wrong = f"{FORGE}/models/Lora/xl-style.safetensors"
+    local = m.write_with_data(tmp_path / "xl-style.safetensors", m.kohya_lora("sdxl"), seed=3)
+    podman.podman("cp", str(local), f"{host}:{wrong}")
+    lab.exec(host, "chown", "azureuser:azureuser", wrong)
+    try:
+        result = models_run(lab, hub)
+        assert result.ok, result.explain()
+        assert result.stats[host]["changed"] == 0
+        assert lab.exec(host, "sh", "-c", f"test -f {wrong} && echo kept").strip() == "kept"
+        assert result.task(COMPAT, host).res["findings"] == []  # the catalog's files are fine
+        facts = result.task("Export the models facts for later roles", host).res["ansible_facts"]
+        found = facts["models_tree"]["findings"]
+        assert [f["code"] for f in found] == ["no_matching_model"]
+        assert found[0]["paths"] == [wrong]
+        assert (
+            "xl-style.safetensors: LoRA for sdxl does not fit any model present"
+            in found[0]["message"]
+        )
+    finally:
+        lab.exec(host, "rm", "-f", wrong)
 
 
 def test_corrupted_model_is_repaired_and_nothing_else_changes(lab, hub, converged):
@@ -252,7 +333,8 @@ def test_the_real_run_changes_exactly_what_check_named(lab, faults):
     collected = real.task("Collect the download results", faults["host"]).res["files"]
     changed = sorted((f["action"], f["destination"]) for f in collected if f["action"] != "present")
     assert changed == [("downloaded", MISSING), ("repaired", REPLACED), ("repaired", TRUNCATED)]
-    assert not real.task("Collect the download results", lab.hosts[0]).res.get("changed")
+    # nothing to download on the first VM: the download's steps are not included there
+    assert not ran(real, "Collect the download results", lab.hosts[0])
 
 
 PROGRESS = "/var/tmp/forge-fleet-models-progress.json"

@@ -196,6 +196,20 @@ def test_site_writes_the_report_with_each_vms_own_values(lab, run):
     assert (run["reports"] / "fleet-report.html").stat().st_mode & 0o777 == 0o644
 
 
+REPORT_COMPAT = "Check the models present and whether they fit together, and where each came from"
+
+
+def test_site_reads_the_models_once_for_the_models_stage_and_the_report(lab, run):
+    result = run["result"]
+    for host in lab.hosts:
+        # the models stage's check read every file present and the manifest (models_tree)
+        assert result.task(REPORT_COMPAT, host).status == "skipped"
+        assert result.task("Check that the models fit together", host).status == "ok"
+    rows = read_csv(run["reports"] / "fleet-report.csv")
+    for host in lab.hosts:
+        assert f"{MIRROR_FILE}:sd1:ok" in rows[host]["models"]
+
+
 def test_the_run_ends_with_one_line_per_host_and_the_reports_path(lab, run):
     stdout = run["result"].stdout
     for host in lab.hosts:
@@ -240,6 +254,8 @@ def test_report_alone_flags_a_stopped_webui_and_an_unreachable_host(lab, run):
     finally:
         lab.exec(stopped, "systemctl", "start", "forge-webui")
     assert alone.stats["gone-1"]["dark"] == 1
+    # without the models stage in the run, the report reads the models itself
+    assert alone.task(REPORT_COMPAT, lab.hosts[0]).status == "ok"
     assert all(alone.stats[h]["changed"] == 0 for h in lab.hosts)
     rows = read_csv(run["reports"] / "fleet-report.csv")
     assert rows[lab.hosts[0]]["status"] == "ok"

@@ -115,3 +115,65 @@ def test_model_compat_reads_a_catalog_family_spelled_as_a_civitai_base_model(tmp
         "no_matching_model",
     ]
     assert "the catalog says SDXL 1.0 (sdxl), the file is for sd1" in result["msg"]
+
+
+def _tree_with_a_stray_lora(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """An SD 1.5 tree: the catalog's checkpoint and LoRA, and an SDXL LoRA nobody declared."""
+    for folder in ("Stable-diffusion", "Lora"):
+        (tmp_path / "models" / folder).mkdir(parents=True)
+    ckpt = m.write_model(
+        tmp_path / "models/Stable-diffusion/sd.safetensors", m.tiny_checkpoint("sd1")
+    )
+    lora = m.write_model(tmp_path / "models/Lora/detail.safetensors", m.kohya_lora("sd1"))
+    stray = m.write_model(tmp_path / "models/Lora/xl-style.safetensors", m.kohya_lora("sdxl"))
+    return ckpt, lora, stray
+
+
+def test_model_compat_with_a_catalog_and_its_tree_fails_only_for_the_catalogs_files(tmp_path):
+    ckpt, lora, stray = _tree_with_a_stray_lora(tmp_path)
+    record = {"models/Lora/detail.safetensors": {"fetched_from": "origin"}}
+    (tmp_path / "models/.forge-fleet-manifest.json").write_text(json.dumps(record))
+    files = [
+        {"path": str(ckpt), "kind": "checkpoint"},
+        {"path": str(lora), "kind": "lora", "family": "SD 1.5"},
+    ]
+    task = {"model_compat": {"files": files, "forge_dir": str(tmp_path), "manifest": True}}
+    rc, [result] = play(tmp_path, [task])
+    assert rc == 0
+    assert result["findings"] == []
+    assert [f["path"] for f in result["files"]] == [str(ckpt), str(lora)]
+    tree = result["tree"]
+    assert tree["forge_dir"] == str(tmp_path)
+    assert tree["manifest"] == record
+    assert sorted(f["path"] for f in tree["files"]) == sorted(map(str, (ckpt, lora, stray)))
+    assert [(f["code"], f["paths"]) for f in tree["findings"]] == [
+        ("no_matching_model", [str(stray)])
+    ]
+    # the tree part is what forge_dir alone reports (the report stage's own check)
+    rc_alone, [alone] = play(tmp_path, [{"model_compat": {"forge_dir": str(tmp_path)}}])
+    assert rc_alone == 2
+    assert alone["findings"] == tree["findings"]
+
+
+def test_model_compat_with_a_catalog_and_its_tree_still_fails_for_a_catalog_file(tmp_path):
+    ckpt, lora, _ = _tree_with_a_stray_lora(tmp_path)
+    files = [
+        {"path": str(ckpt), "kind": "checkpoint"},
+        {"path": str(lora), "kind": "lora", "family": "SDXL 1.0"},
+    ]
+    task = {"model_compat": {"files": files, "forge_dir": str(tmp_path)}}
+    rc, [result] = play(tmp_path, [task])
+    assert rc == 2
+    assert [f["code"] for f in result["findings"]] == ["family_mismatch"]
+    assert "detail.safetensors: the catalog says SDXL 1.0 (sdxl)" in result["msg"]
+    assert "xl-style" not in result["msg"]
+    assert len(result["tree"]["findings"]) == 1
+
+
+def test_model_compat_with_a_catalog_and_no_models_tree_checks_the_catalog(tmp_path):
+    ckpt = m.write_model(tmp_path / "sd.safetensors", m.tiny_checkpoint("sd1"))
+    task = {"model_compat": {"files": [{"path": str(ckpt)}], "forge_dir": str(tmp_path)}}
+    rc, [result] = play(tmp_path, [task])
+    assert rc == 0
+    assert [f["family"] for f in result["files"]] == ["sd1"]
+    assert "none of Forge's model folders" in result["tree"]["msg"]
