@@ -1,5 +1,6 @@
 #!/usr/bin/python
-"""Ansible module: read Forge's systemd service, or wait until it answers behind its login."""
+"""Ansible module: read Forge's systemd service (and compare its files), or wait until it
+answers behind its login."""
 
 from __future__ import annotations
 
@@ -13,12 +14,19 @@ description:
     journal of that start only), and, when the unit is active, what Forge answers to one
     C(GET /login_check) on O(port) now (so a caller can tell a healthy Forge without
     waiting).
+  - With O(files) (O(state=probe) only), also compares the files the service reads, declared
+    exactly as the C(host_files) module takes them, and returns in RV(files_changes) what
+    C(host_files) would change (its C(changes) in check mode, by the same comparison in
+    C(module_utils/forge_fleet/file_set_module.py)). A caller runs the C(host_files) write
+    only when that is not empty, so a re-run that finds everything as declared costs one
+    module run. A secret's content (O(files[].secret_content)) is never shown nor returned.
   - O(state=ready) - waits until Forge answers C(GET /login_check) on C(127.0.0.1:port)
-    (401 when O(auth) is on: the login is in force), then until gradio printed the share
+    (401 when O(auth) is on, so the login is in force), then until gradio printed the share
     link or its failure when O(share) is on. Fails when the service stops or restarts while
     starting, or on timeout, with the unit's last journal lines; the service is left as
     systemd has it.
-  - Never changes anything; C(changed) is always false.
+  - Never changes anything; C(changed) is always false (also when RV(files_changes) says a
+    write would).
 options:
   name:
     description: The systemd unit.
@@ -54,10 +62,55 @@ options:
     description: Journal lines shown on failure.
     type: int
     default: 30
+  files:
+    description: >-
+      O(state=probe) only: the files and folders to compare, each entry as in the
+      C(host_files) module's O(files) (C(path), C(state), C(content) or C(secret_content),
+      C(owner), C(group), C(mode)). Bad input (an owner that does not exist, a mode that is
+      not octal, a folder where a file is declared) fails the probe naming the path.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: Absolute path.
+        type: path
+        required: true
+      state:
+        description: C(file), C(directory) or C(absent).
+        type: str
+        choices: [file, directory, absent]
+        default: file
+      content:
+        description: The file's content (state C(file)); give this or O(files[].secret_content).
+        type: str
+      secret_content:
+        description: The content of a file that holds a secret; never shown nor returned.
+        type: str
+      owner:
+        description: Owner (name or uid).
+        type: str
+      group:
+        description: Group (name or gid).
+        type: str
+      mode:
+        description: Octal mode such as C('0600').
+        type: raw
 author: Forge Fleet
 """
 
 EXAMPLES = r"""
+- name: Read the service as it is now, and what writing its files would change
+  forge_webui:
+    state: probe
+    port: 7860
+    files: "{{ webui_files }}"  # the list the host_files task below takes
+  register: before
+
+- name: Write the service's files
+  host_files:
+    files: "{{ webui_files }}"
+  when: before.files_changes | length > 0
+
 - name: Wait until Forge answers behind its login
   forge_webui:
     state: ready
@@ -117,14 +170,27 @@ http_status:
     not active or nothing answered.
   type: int
   returned: always
+files_changes:
+  description: What C(host_files) with the same O(files) would change, per path (each a list
+    of C(created), C(content), C(mode), C(owner), C(group), C(removed)); unchanged paths are
+    left out, so C({}) when every file is as declared (and when no O(files) were given).
+  type: dict
+  returned: with O(state=probe)
+  sample: {"/home/azureuser/.config/forge-fleet/webui-auth": ["mode"]}
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.forge_fleet.file_set_module import (
+    FilesModule,
+    changes_by_path,
+    files_option,
+    plan_files,
+)
 from ansible.module_utils.forge_fleet.webui_service import WebuiFailed, probe, wait_ready
 
 
 def main() -> None:
-    module = AnsibleModule(
+    # FilesModule: a secret_content in files is masked everywhere, the journal included
+    module = FilesModule(
         argument_spec={
             "name": {"type": "str", "default": "forge-webui.service"},
             "state": {"type": "str", "choices": ["probe", "ready"], "default": "probe"},
@@ -134,13 +200,22 @@ def main() -> None:
             "timeout": {"type": "int", "default": 900},
             "share_timeout": {"type": "int", "default": 120},
             "journal_lines": {"type": "int", "default": 30},
+            "files": files_option(required=False),
         },
         supports_check_mode=True,
     )
     p = module.params
+    if p["files"] is not None and p["state"] != "probe":
+        module.fail_json(
+            msg=f"files is an option of state=probe only (state is {p['state']}): "
+            "compare the files with a probe, write them with host_files",
+            changed=False,
+        )
     try:
         if p["state"] == "probe":
-            result = probe(p["name"], port=p["port"])
+            # the files first: bad input fails before systemd is asked anything
+            files = changes_by_path(plan_files(module, p["files"] or []))
+            result = {**probe(p["name"], port=p["port"]), "files_changes": files}
         else:
             result = wait_ready(
                 p["name"],

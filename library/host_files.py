@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: host_files
 short_description: Make a set of files and folders match, in one module run
 description:
-  - Brings every entry of O(files) to its declared state, in order: folders (created with
+  - Brings every entry of O(files) to its declared state, in order - folders (created with
     missing parents, owner and mode set), files (content, owner, mode) and paths to remove.
   - One module run for a role's whole set, where a C(template), C(copy) or C(file) task per
     file costs two or three on every re-run. Render templates on the controller with
@@ -16,13 +16,16 @@ description:
     C(lookup('ansible.builtin.file', ..., rstrip=false)).
   - Everything is read and checked before anything is written (owners and groups that exist,
     octal modes, a folder or other non-file where a file is declared, a file whose folder is
-    neither there nor declared before it): bad input fails naming the path, and nothing is
+    neither there nor declared before it), so bad input fails naming the path, and nothing is
     half-done.
   - A file whose content changes is replaced atomically (a temporary file in the same folder,
     created with the final owner and mode, fsynced, renamed). When only owner or mode differ
     they are set in place.
   - Supports check mode (nothing written; C(changes) says what would change) and diff mode.
     A secret's content (O(files[].secret_content)) is never shown in a diff nor returned.
+  - The C(forge_webui) probe takes the same O(files) and returns what this module would
+    change, so a role can skip this module run when nothing is off (one implementation,
+    C(module_utils/forge_fleet/file_set_module.py)).
 options:
   files:
     description: The entries, in the order they are made.
@@ -90,73 +93,23 @@ changes:
   sample: {"/etc/systemd/system/forge-webui.service": ["content"]}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.forge_fleet.file_set import (
-    Entry,
-    FileSetError,
-    apply,
-    diff,
-    parse_mode,
-    plan,
+from ansible.module_utils.forge_fleet.file_set import apply, diff
+from ansible.module_utils.forge_fleet.file_set_module import (
+    FilesModule,
+    changes_by_path,
+    files_option,
+    plan_files,
 )
-
-ENTRY_SPEC = {
-    "path": {"type": "path", "required": True},
-    "state": {"type": "str", "choices": ["file", "directory", "absent"], "default": "file"},
-    "content": {"type": "str"},
-    "secret_content": {"type": "str", "no_log": True},
-    "owner": {"type": "str"},
-    "group": {"type": "str"},
-    "mode": {"type": "raw"},
-}
-
-
-def _entry(item: dict) -> Entry:
-    text = item["secret_content"] if item["secret_content"] is not None else item["content"]
-    if item["content"] is not None and item["secret_content"] is not None:
-        raise FileSetError(f"{item['path']}: give content or secret_content, not both")
-    return Entry(
-        path=item["path"],
-        state=item["state"],
-        content=None if text is None else text.encode("utf-8", "surrogateescape"),
-        secret=item["secret_content"] is not None,
-        owner=item["owner"],
-        group=item["group"],
-        mode=parse_mode(item["mode"], item["path"]),
-    )
-
-
-class HostFilesModule(AnsibleModule):
-    """An AnsibleModule that masks each secret_content as it appears in the invocation it logs
-    to the journal: there the files list is written as Python text, where a secret's newline
-    reads as the two characters \\n, so the no_log value itself (with its real newline) would
-    not match. Its lines and its escaped form are masked too, from the moment the parameters
-    are read (masking after ``__init__`` would be too late for the journal)."""
-
-    def _load_params(self) -> None:
-        super()._load_params()
-        for item in self.params.get("files") or []:
-            secret = item.get("secret_content") if isinstance(item, dict) else None
-            if secret:
-                secret = str(secret)
-                forms = {secret, secret.strip(), secret.encode("unicode_escape").decode("ascii")}
-                forms.update(line.strip() for line in secret.splitlines())
-                self.no_log_values.update(form for form in forms if form)
 
 
 def main() -> None:
-    module = HostFilesModule(
+    module = FilesModule(
         argument_spec={
-            "files": {"type": "list", "elements": "dict", "required": True, "options": ENTRY_SPEC},
+            "files": files_option(required=True),
         },
         supports_check_mode=True,
     )
-    try:
-        changes = plan([_entry(item) for item in module.params["files"]])
-    except FileSetError as error:
-        module.fail_json(msg=str(error))
-    except OSError as error:
-        module.fail_json(msg=f"could not read {error.filename}: {error.strerror}")
+    changes = plan_files(module, module.params["files"])
     if not module.check_mode:
         try:
             apply(changes)
@@ -164,7 +117,7 @@ def main() -> None:
             module.fail_json(msg=f"could not write {error.filename}: {error.strerror}")
     result = {
         "changed": bool(changes),
-        "changes": {change.entry.path: change.what for change in changes},
+        "changes": changes_by_path(changes),
     }
     if module._diff and changes:
         result["diff"] = [diff(change) for change in changes]

@@ -28,6 +28,8 @@ API_AUTH_FILE = "/home/azureuser/.config/forge-fleet/webui-api-auth"
 SCENARIO_FILE = "/etc/forge-lab/webui-scenario"
 LAUNCHER = "/usr/local/lib/forge-fleet/webui-launch.py"
 FILES = "Write the login files, the launcher and the systemd unit"  # one host_files run
+PROBE = "Read the service as it is now"  # forge_webui: the service, and what FILES would change
+RESTART_FOR = "Restart Forge for the files it reads when it starts"
 
 # One request from inside the VM: prints {"status", "headers", "body"} as JSON.
 HTTP = r"""
@@ -139,8 +141,12 @@ def test_rerun_changes_nothing_and_keeps_the_main_pid(lab, rerun):
         # nothing (re)started Forge and the probe saw it answer 401: no second health check,
         # and the probe's reading is what the report gets
         assert result.task("Wait until Forge answers behind its login", host).status == "skipped"
-        probe = result.task("Read the service as it is now", host).res
+        probe = result.task(PROBE, host).res
         assert probe["http_status"] == 401
+        # the probe compared the files and found them as declared: no host_files run at all
+        assert probe["files_changes"] == {}
+        assert result.task(FILES, host).status == "skipped"
+        assert result.task(RESTART_FOR, host).status == "skipped"
         health = result.task("Export the webui fact", host).res["ansible_facts"]["webui_service"]
         assert health["health"]["active_state"] == "active"
         assert health["health"]["share_url"] == probe["share_url"]
@@ -288,17 +294,41 @@ def test_loosened_login_file_modes_are_put_back_without_a_restart(lab, rerun):
     dry = webui(lab, check=True, diff=True, limit=host)
     assert dry.ok, dry.explain()
     loosened = {AUTH_FILE: ["mode", "owner"], API_AUTH_FILE: ["mode"]}
+    assert dry.task(PROBE, host).res["files_changes"] == loosened
     assert dry.changed_tasks(host) == [FILES]
     assert dry.task(FILES, host).res["changes"] == loosened
     assert lab.exec(host, "stat", "-c", "%U %a", AUTH_FILE).split() == ["root", "644"]
     result = webui(lab, limit=host)
     assert result.ok, result.explain()
     # Forge reads both files only when it starts, and their content did not change
+    assert result.task(PROBE, host).res["files_changes"] == loosened
     assert result.changed_tasks(host) == [FILES]
     assert result.task(FILES, host).res["changes"] == loosened
+    assert result.task(RESTART_FOR, host).status == "skipped"
     for path in (AUTH_FILE, API_AUTH_FILE):
         assert lab.exec(host, "stat", "-c", "%U %a", path).split() == ["azureuser", "600"]
     assert (starts(lab, host), main_pid(lab, host)) == (before, pid)
+
+
+def test_an_edited_unit_file_is_rewritten_and_restarts_forge_once(lab, rerun):
+    host = lab.hosts[1]
+    unit = f"/etc/systemd/system/{UNIT}"
+    lab.exec(host, "sed", "-i", "s/^Restart=on-failure/Restart=always/", unit)
+    before = starts(lab, host)
+    dry = webui(lab, check=True, limit=host)
+    assert dry.ok, dry.explain()
+    assert dry.task(PROBE, host).res["files_changes"] == {unit: ["content"]}
+    assert dry.task(FILES, host).res["changes"] == {unit: ["content"]}
+    assert dry.task(RESTART_FOR, host).changed
+    assert "Restart=always" in lab.exec(host, "cat", unit)
+    result = webui(lab, limit=host)
+    assert result.ok, result.explain()
+    assert result.task(FILES, host).res["changes"] == {unit: ["content"]}
+    assert unit in result.task(RESTART_FOR, host).res["msg"]
+    assert "Restart=on-failure" in lab.exec(host, "cat", unit)
+    assert "Restart=always" not in lab.exec(host, "systemctl", "cat", UNIT)  # daemon-reloaded
+    assert starts(lab, host) == before + 1
+    assert ask(lab, host, "/login_check")["status"] == 401
 
 
 def test_systemd_brings_forge_back_after_kill_9(lab, rerun):
@@ -394,6 +424,7 @@ def test_check_mode_on_a_converged_host_reports_no_change(lab, rerun):
     assert result.ok, result.explain()
     for host in lab.hosts:
         assert result.stats[host]["changed"] == 0, result.changed_tasks(host)
+        assert result.task(FILES, host).status == "skipped"
 
 
 def test_check_mode_on_a_fresh_host_reports_changes_and_makes_none(make_lab):
