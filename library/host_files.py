@@ -56,6 +56,18 @@ options:
         description: Octal mode such as C('0600'). Omitted, a new file is 0644 and a new folder
           0755; an existing path keeps its mode.
         type: raw
+  read:
+    description:
+      - Absolute paths of small files whose text to return in RV(read), read-only and before
+        anything is written, so a role's read of state it does not declare (a crontab, a last
+        result) is the same module run as its check. Run with C(check_mode: true) for a
+        read-only module run that also says, in RV(changes), whether the write is needed.
+      - Refused, before anything is read or written, are a relative path, a path declared
+        with O(files[].secret_content) (a secret's text is never returned), something other
+        than a regular file, and a file over 256 KiB.
+    type: list
+    elements: path
+    default: []
 author: Forge Fleet
 """
 
@@ -78,6 +90,15 @@ EXAMPLES = r"""
         mode: "0644"
   register: webui_files
   notify: Restart the webui
+
+- name: Read the sync files' state, the crontab and the last result (writes nothing)
+  host_files:
+    files: "{{ sync_files }}"
+    read:
+      - /var/spool/cron/crontabs/azureuser
+      - /home/azureuser/.forge-sync/last-run.json
+  check_mode: true
+  register: sync_read
 """
 
 RETURN = r"""
@@ -88,6 +109,12 @@ changes:
   type: dict
   returned: always
   sample: {"/etc/systemd/system/forge-webui.service": ["content"]}
+read:
+  description: The text of each path of O(read) as found (UTF-8, undecodable bytes replaced),
+    V(null) for a path that does not exist.
+  type: dict
+  returned: always
+  sample: {"/home/azureuser/.forge-sync/last-run.json": null}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -98,6 +125,7 @@ from ansible.module_utils.forge_fleet.file_set import (
     diff,
     parse_mode,
     plan,
+    read_texts,
 )
 
 ENTRY_SPEC = {
@@ -148,11 +176,14 @@ def main() -> None:
     module = HostFilesModule(
         argument_spec={
             "files": {"type": "list", "elements": "dict", "required": True, "options": ENTRY_SPEC},
+            "read": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
     try:
         changes = plan([_entry(item) for item in module.params["files"]])
+        secrets = [i["path"] for i in module.params["files"] if i["secret_content"] is not None]
+        texts = read_texts(module.params["read"], secrets)  # before anything is written
     except FileSetError as error:
         module.fail_json(msg=str(error))
     except OSError as error:
@@ -165,6 +196,7 @@ def main() -> None:
     result = {
         "changed": bool(changes),
         "changes": {change.entry.path: change.what for change in changes},
+        "read": texts,
     }
     if module._diff and changes:
         result["diff"] = [diff(change) for change in changes]
