@@ -8,15 +8,15 @@ DOCUMENTATION = r"""
 module: host_files
 short_description: Make a set of files and folders match, in one module run
 description:
-  - Brings every entry of O(files) to its declared state, in order: folders (created with
-    missing parents, owner and mode set), files (content, owner, mode) and paths to remove.
+  - Brings every entry of O(files) to its declared state, in order (folders created with
+    missing parents, owner and mode set; files with content, owner, mode; paths to remove).
   - One module run for a role's whole set, where a C(template), C(copy) or C(file) task per
     file costs two or three on every re-run. Render templates on the controller with
     C(lookup('ansible.builtin.template', ...)) and read role files with
     C(lookup('ansible.builtin.file', ..., rstrip=false)).
   - Everything is read and checked before anything is written (owners and groups that exist,
     octal modes, a folder or other non-file where a file is declared, a file whose folder is
-    neither there nor declared before it): bad input fails naming the path, and nothing is
+    neither there nor declared before it); bad input fails naming the path, and nothing is
     half-done.
   - A file whose content changes is replaced atomically (a temporary file in the same folder,
     created with the final owner and mode, fsynced, renamed). When only owner or mode differ
@@ -60,8 +60,8 @@ options:
     description:
       - Absolute paths of small files whose text to return in RV(read), read-only and before
         anything is written, so a role's read of state it does not declare (a crontab, a last
-        result) is the same module run as its check. Run with C(check_mode: true) for a
-        read-only module run that also says, in RV(changes), whether the write is needed.
+        result) is the same module run as its check. With the task keyword C(check_mode) set to
+        true the module run is read-only and RV(changes) says whether the write is needed.
       - Refused, before anything is read or written, are a relative path, a path declared
         with O(files[].secret_content) (a secret's text is never returned), something other
         than a regular file, and a file over 256 KiB.
