@@ -59,6 +59,18 @@ options:
         description: Octal mode such as C('0600'). Omitted, a new file is 0644 and a new folder
           0755; an existing path keeps its mode.
         type: raw
+  read:
+    description:
+      - Absolute paths of small files whose text to return in RV(read), read-only and before
+        anything is written, so a role's read of state it does not declare (a crontab, a last
+        result) is the same module run as its check. With the task keyword C(check_mode) set to
+        true the module run is read-only and RV(changes) says whether the write is needed.
+      - Refused, before anything is read or written, are a relative path, a path declared
+        with O(files[].secret_content) (a secret's text is never returned), something other
+        than a regular file, and a file over 256 KiB.
+    type: list
+    elements: path
+    default: []
 author: Forge Fleet
 """
 
@@ -81,6 +93,15 @@ EXAMPLES = r"""
         mode: "0644"
   register: webui_files
   notify: Restart the webui
+
+- name: Read the sync files' state, the crontab and the last result (writes nothing)
+  host_files:
+    files: "{{ sync_files }}"
+    read:
+      - /var/spool/cron/crontabs/azureuser
+      - /home/azureuser/.forge-sync/last-run.json
+  check_mode: true
+  register: sync_read
 """
 
 RETURN = r"""
@@ -91,9 +112,15 @@ changes:
   type: dict
   returned: always
   sample: {"/etc/systemd/system/forge-webui.service": ["content"]}
+read:
+  description: The text of each path of O(read) as found (UTF-8, undecodable bytes replaced),
+    V(null) for a path that does not exist.
+  type: dict
+  returned: always
+  sample: {"/home/azureuser/.forge-sync/last-run.json": null}
 """
 
-from ansible.module_utils.forge_fleet.file_set import apply, diff
+from ansible.module_utils.forge_fleet.file_set import FileSetError, apply, diff, read_texts
 from ansible.module_utils.forge_fleet.file_set_module import (
     FilesModule,
     changes_by_path,
@@ -106,10 +133,18 @@ def main() -> None:
     module = FilesModule(
         argument_spec={
             "files": files_option(required=True),
+            "read": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
     changes = plan_files(module, module.params["files"])
+    try:
+        secrets = [i["path"] for i in module.params["files"] if i["secret_content"] is not None]
+        texts = read_texts(module.params["read"], secrets)  # before anything is written
+    except FileSetError as error:
+        module.fail_json(msg=str(error))
+    except OSError as error:
+        module.fail_json(msg=f"could not read {error.filename}: {error.strerror}")
     if not module.check_mode:
         try:
             apply(changes)
@@ -118,6 +153,7 @@ def main() -> None:
     result = {
         "changed": bool(changes),
         "changes": changes_by_path(changes),
+        "read": texts,
     }
     if module._diff and changes:
         result["diff"] = [diff(change) for change in changes]

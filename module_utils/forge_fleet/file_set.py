@@ -12,6 +12,8 @@ re-run, most of a no-op's time. Here the whole set is read and compared at once:
   is replaced atomically: a temporary file in the same folder, created with its final owner
   and mode (a secret never sits in a looser file, not even for a moment), fsynced, renamed.
   Only owner and mode differing: they are set in place, the content is left alone.
+- ``read_texts`` returns the text of a few small files the set does not declare (a crontab,
+  a last result), so a stage's read and its check are one module run; never a secret's.
 
 Used by the host_files module (library/host_files.py, on the VMs) and the controller_files
 action (plugins/action/controller_files.py, on the controller). Standard library only.
@@ -32,6 +34,8 @@ STATES = ("file", "directory", "absent")
 DEFAULT_MODES = {"file": 0o644, "directory": 0o755}
 # Larger files are reported as changed in a diff without their text.
 DIFF_MAX_BYTES = 64 * 1024
+# Larger files are refused by read_texts (its text comes back in the module's result).
+READ_MAX_BYTES = 256 * 1024
 
 
 class FileSetError(Exception):
@@ -183,6 +187,43 @@ def _plan_one(entry: Entry, will_exist: set[str]) -> Change:
 
 def _in_the_way(path: str, kind: str) -> str:
     return f"{path} exists and is not {kind}: move it away and re-run"
+
+
+def read_texts(paths: list[str], secret_paths: list[str]) -> dict[str, str | None]:
+    """The text of each of ``paths`` as it is now (UTF-8, undecodable bytes replaced), None for
+    a path that does not exist; read-only. A stage's read of small state it does not declare
+    (a crontab, a last result), made in the same module run as its ``plan``.
+
+    Refused with FileSetError, before anything is read: a relative path, a path that is (or
+    resolves to) one of ``secret_paths`` (a secret's text is never returned), something other
+    than a regular file, a file larger than READ_MAX_BYTES."""
+    secrets = {os.path.realpath(path) for path in secret_paths}
+    for path in paths:
+        if not os.path.isabs(path):
+            raise FileSetError(f"read: {path}: give an absolute path")
+        if os.path.realpath(path) in secrets:
+            raise FileSetError(
+                f"read: {path} is declared with secret_content, and a secret's text is never "
+                "returned; leave it out of read"
+            )
+    texts: dict[str, str | None] = {}
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            texts[path] = None
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise FileSetError(f"read: {path} is not a regular file; read returns files' text")
+        with open(path, "rb") as handle:
+            data = handle.read(READ_MAX_BYTES + 1)
+        if len(data) > READ_MAX_BYTES:
+            raise FileSetError(
+                f"read: {path} is larger than the {READ_MAX_BYTES} bytes read returns; read "
+                "only small text files"
+            )
+        texts[path] = data.decode("utf-8", "replace")
+    return texts
 
 
 def apply(changes: list[Change]) -> None:

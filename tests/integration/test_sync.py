@@ -22,6 +22,10 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 OUTPUTS = "/home/azureuser/stable-diffusion-webui-forge/outputs"
 STATE = "/home/azureuser/.forge-sync"
 CONTAINER = "outputs"
+CRONTAB = "/var/spool/cron/crontabs/azureuser"  # Debian's cron spool (root only)
+SCRIPT = "/usr/local/bin/forge-sync-outputs"
+FILES = "Write the sync folders, the SAS URL, the settings and the script"
+READ = "Read the sync files, the crontab and the last sync result"  # host_files, check mode
 DAYS = datetime.timedelta(days=30)
 
 
@@ -148,9 +152,8 @@ def test_missing_azcopy_sha256_fails_clearly_and_changes_nothing(lab, blob, dry_
 
 def test_azcopy_is_installed_from_the_pinned_tarball_and_reported(lab, blob, converged):
     for host in lab.hosts:
-        fact = converged.task("Remember which AzCopy runs", host).res["ansible_facts"][
-            "sync_azcopy"
-        ]
+        exported = converged.task("Export the AzCopy in use and the last sync result", host)
+        fact = exported.res["ansible_facts"]["sync_azcopy"]
         assert fact == {"path": "/opt/azcopy/10.32.2/azcopy", "version": "10.32.2"}
         assert "azcopy version 10.32.2" in lab.exec(host, fact["path"], "--version")
 
@@ -160,8 +163,15 @@ def test_rerun_changes_nothing(lab, blob, sas, converged):
     assert again.ok, again.explain()
     for host in lab.hosts:
         assert again.stats[host]["changed"] == 0, again.changed_tasks(host)
-        # the crontab read already holds the entry as the cron module writes it
+        # one read-only host_files run: the files as declared, the crontab (from cron's spool
+        # file, headers and all) holding the entry as the cron module writes it, the last result
+        read = again.task(READ, host)
+        assert read.status == "ok" and read.res["changes"] == {}
+        assert "#Ansible: forge-fleet outputs sync" in read.res["read"][CRONTAB]
+        assert again.task(FILES, host).status == "skipped"
         assert again.task("Run the sync from cron", host).status == "skipped"
+        exported = again.task("Export the AzCopy in use and the last sync result", host)
+        assert "status" in exported.res["ansible_facts"]["sync_last_run"]  # never run, or cron's
 
 
 def test_first_sync_uploads_and_second_uploads_only_new_files(lab, blob, sas, converged):
@@ -365,3 +375,54 @@ def test_removed_cron_entry_is_restored_and_nothing_else_changes(lab, restored):
 def test_sas_expiring_within_the_warning_window_warns(lab, restored):
     task = restored.task("Check the SAS URL's expiry and permissions", lab.hosts[0])
     assert any("sync stops then" in w for w in task.res["warnings"]), task.res
+
+
+@pytest.fixture(scope="module")
+def files_drifted(lab, blob, sas, converged, restored):
+    """The script edited by hand on the first host, the SAS file deleted on the second; then
+    --check --diff, then the re-run. Returns (check, real, what each host held after --check)."""
+    first, second = lab.hosts
+    lab.exec(first, "sh", "-c", f"echo '# edited by hand' >> {SCRIPT}")
+    lab.exec(second, "rm", f"{STATE}/sas-url")
+    check = sync_run(blob, lab, extravars={"sync_sas_url": sas}, check=True, diff=True)
+    after_check = {
+        first: lab.exec(first, "tail", "-n", "1", SCRIPT).strip(),
+        second: lab.exec(
+            second, "sh", "-c", f"test -e {STATE}/sas-url && echo there || echo gone"
+        ).strip(),
+    }
+    real = sync_run(blob, lab, extravars={"sync_sas_url": sas}, verbosity=3)
+    return check, real, after_check
+
+
+def test_check_reports_an_edited_script_and_a_deleted_sas_file_and_changes_nothing(
+    lab, sas, files_drifted
+):
+    check, _, after_check = files_drifted
+    assert check.ok, check.explain()
+    first, second = lab.hosts
+    for host, path, what in ((first, SCRIPT, "content"), (second, f"{STATE}/sas-url", "created")):
+        assert check.changed_tasks(host) == [FILES]
+        assert check.task(FILES, host).res["changes"] == {path: [what]}
+        # the read itself reports no change: only the write it lets run does
+        assert not check.task(READ, host).changed
+    assert after_check == {first: "# edited by hand", second: "gone"}
+    assert signature(sas) not in check.stdout
+
+
+def test_an_edited_script_and_a_deleted_sas_file_are_repaired_by_the_write_alone(
+    lab, sas, files_drifted
+):
+    _, real, _ = files_drifted
+    assert real.ok, real.explain()
+    first, second = lab.hosts
+    assert real.changed_tasks(first) == [FILES]
+    assert real.task(FILES, first).res["changes"] == {SCRIPT: ["content"]}
+    assert "edited by hand" not in lab.exec(first, "cat", SCRIPT)
+    assert real.changed_tasks(second) == [FILES]
+    assert real.task(FILES, second).res["changes"] == {f"{STATE}/sas-url": ["created"]}
+    assert lab.exec(second, "cat", f"{STATE}/sas-url").strip() == sas
+    assert lab.exec(second, "stat", "-c", "%a %U", f"{STATE}/sas-url").strip() == "600 azureuser"
+    assert signature(sas) not in real.stdout  # -vvv
+    for host in lab.hosts:
+        assert real.task("Run the sync from cron", host).status == "skipped"
