@@ -16,9 +16,9 @@ description:
     with O(mode), only when its content or mode differ. Each file is replaced atomically
     (a temporary file in the same folder, created with O(mode), fsynced, renamed).
   - Runs in the task's own process on the controller, with no connection to the host and no
-    module run: the cost of a C(set_fact), where C(template) or C(copy) delegated to
+    module run. It costs what a C(set_fact) costs, where C(template) or C(copy) delegated to
     localhost costs two local module runs per file.
-  - Check mode reports what would change and writes nothing; set C(check_mode: false) on a
+  - Check mode reports what would change and writes nothing; set C(check_mode=false) on a
     task that must write in C(--check) too (the reports).
   - With C(--diff), the changed files' text before and after, unless the task is C(no_log).
   - Fails, naming the path, when a folder or other non-file is where a file should be.

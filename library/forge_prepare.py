@@ -8,9 +8,10 @@ DOCUMENTATION = r"""
 module: forge_prepare
 short_description: Run Forge's preparation step and explain a failure
 description:
-  - Runs O(command) (Forge's C(webui.sh --exit): torch, then the requirements, into the
-    Python of C(webui-user.sh)) in O(chdir), its output going to O(log); writes O(status)
-    when it ends, so M(forge_prepare_progress) can show progress while it runs (C(async)).
+  - Runs O(command) (Forge's C(webui.sh --exit), which installs torch, then the
+    requirements, into the Python of C(webui-user.sh)) in O(chdir), its output going to
+    O(log); writes O(status) when it ends, so M(forge_prepare_progress) can show progress
+    while it runs (C(async)).
   - On failure names the package pip could not install and shows pip's last lines.
   - Always changes the host when it runs; the role decides whether it needs to run.
 options:

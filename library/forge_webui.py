@@ -62,39 +62,8 @@ options:
     description: Journal lines shown on failure.
     type: int
     default: 30
-  files:
-    description: >-
-      O(state=probe) only: the files and folders to compare, each entry as in the
-      C(host_files) module's O(files) (C(path), C(state), C(content) or C(secret_content),
-      C(owner), C(group), C(mode)). Bad input (an owner that does not exist, a mode that is
-      not octal, a folder where a file is declared) fails the probe naming the path.
-    type: list
-    elements: dict
-    suboptions:
-      path:
-        description: Absolute path.
-        type: path
-        required: true
-      state:
-        description: C(file), C(directory) or C(absent).
-        type: str
-        choices: [file, directory, absent]
-        default: file
-      content:
-        description: The file's content (state C(file)); give this or O(files[].secret_content).
-        type: str
-      secret_content:
-        description: The content of a file that holds a secret; never shown nor returned.
-        type: str
-      owner:
-        description: Owner (name or uid).
-        type: str
-      group:
-        description: Group (name or gid).
-        type: str
-      mode:
-        description: Octal mode such as C('0600').
-        type: raw
+extends_documentation_fragment:
+  - file_set
 author: Forge Fleet
 """
 
@@ -200,7 +169,7 @@ def main() -> None:
             "timeout": {"type": "int", "default": 900},
             "share_timeout": {"type": "int", "default": 120},
             "journal_lines": {"type": "int", "default": 30},
-            "files": files_option(required=False),
+            "files": files_option(),
         },
         supports_check_mode=True,
     )

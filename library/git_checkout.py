@@ -12,7 +12,7 @@ description:
     checked out inside it, for example Forge and then its extensions).
   - Clones O(checkouts[].repo) into O(checkouts[].dest) at O(checkouts[].version) (a full
     commit, a tag or a branch, resolved and reported as a commit), detached. A folder that
-    already holds files is kept: the clone is C(git init), C(fetch) and C(checkout), which
+    already holds files is kept, and the clone is C(git init), C(fetch) and C(checkout), which
     never overwrites an untracked file.
   - On an existing checkout it repairs drift and says what it repaired - another commit
     checked out, tracked files deleted, C(origin) pointing elsewhere.

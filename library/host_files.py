@@ -27,38 +27,6 @@ description:
     change, so a role can skip this module run when nothing is off (one implementation,
     C(module_utils/forge_fleet/file_set_module.py)).
 options:
-  files:
-    description: The entries, in the order they are made.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      path:
-        description: Absolute path.
-        type: path
-        required: true
-      state:
-        description: C(file), C(directory) or C(absent) (a folder is removed with its content).
-        type: str
-        choices: [file, directory, absent]
-        default: file
-      content:
-        description: The file's content (state C(file)); give this or O(files[].secret_content).
-        type: str
-      secret_content:
-        description: The content of a file that holds a secret; never shown nor returned.
-        type: str
-      owner:
-        description: Owner (name or uid). Omitted, a new path is the module user's and an
-          existing one keeps its owner.
-        type: str
-      group:
-        description: Group (name or gid), like O(files[].owner).
-        type: str
-      mode:
-        description: Octal mode such as C('0600'). Omitted, a new file is 0644 and a new folder
-          0755; an existing path keeps its mode.
-        type: raw
   read:
     description:
       - Absolute paths of small files whose text to return in RV(read), read-only and before
@@ -68,9 +36,11 @@ options:
       - Refused, before anything is read or written, are a relative path, a path declared
         with O(files[].secret_content) (a secret's text is never returned), something other
         than a regular file, and a file over 256 KiB.
+      - Give O(files), O(read) or both.
     type: list
     elements: path
-    default: []
+extends_documentation_fragment:
+  - file_set
 author: Forge Fleet
 """
 
@@ -132,15 +102,17 @@ from ansible.module_utils.forge_fleet.file_set_module import (
 def main() -> None:
     module = FilesModule(
         argument_spec={
-            "files": files_option(required=True),
-            "read": {"type": "list", "elements": "path", "default": []},
+            "files": files_option(),
+            "read": {"type": "list", "elements": "path"},
         },
+        required_one_of=[("files", "read")],
         supports_check_mode=True,
     )
-    changes = plan_files(module, module.params["files"])
+    files = module.params["files"] or []
+    changes = plan_files(module, files)
     try:
-        secrets = [i["path"] for i in module.params["files"] if i["secret_content"] is not None]
-        texts = read_texts(module.params["read"], secrets)  # before anything is written
+        secrets = [item["path"] for item in files if item["secret_content"] is not None]
+        texts = read_texts(module.params["read"] or [], secrets)  # before anything is written
     except FileSetError as error:
         module.fail_json(msg=str(error))
     except OSError as error:

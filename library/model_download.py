@@ -233,6 +233,7 @@ errors:
 
 from ansible.module_utils.forge_fleet.catalog_module import CatalogModule
 from ansible.module_utils.forge_fleet.download_task import run_task
+from ansible.module_utils.forge_fleet.file_set_module import folders_option
 
 
 def main() -> None:
@@ -254,17 +255,7 @@ def main() -> None:
             "hash_changed": {"type": "bool", "default": True},
             "cache_sas_url": {"type": "str", "no_log": True},
             "azcopy": {"type": "str", "default": "azcopy"},
-            "folders": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
-                    "path": {"type": "path", "required": True},
-                    "owner": {"type": "str"},
-                    "group": {"type": "str"},
-                    "mode": {"type": "raw"},
-                },
-            },
+            "folders": folders_option(),
         },
         supports_check_mode=True,
     )

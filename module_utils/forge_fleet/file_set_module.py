@@ -14,7 +14,7 @@ from ansible.module_utils.forge_fleet.file_set import (
     plan,
 )
 
-# One entry of ``files``; documented in library/host_files.py (options: files: suboptions).
+# One entry of ``files``; documented once, in plugins/doc_fragments/file_set.py.
 ENTRY_SPEC = {
     "path": {"type": "path", "required": True},
     "state": {"type": "str", "choices": ["file", "directory", "absent"], "default": "file"},
@@ -26,9 +26,17 @@ ENTRY_SPEC = {
 }
 
 
-def files_option(required: bool) -> dict:
-    """The argument spec of a ``files`` option."""
-    return {"type": "list", "elements": "dict", "required": required, "options": ENTRY_SPEC}
+def folders_option() -> dict:
+    """The argument spec of a ``folders`` option: folders to compare, each entry as in
+    ``files`` without state or content (model_download reads its folders with its plan)."""
+    keys = ("path", "owner", "group", "mode")
+    return {"type": "list", "elements": "dict", "default": [],
+            "options": {key: ENTRY_SPEC[key] for key in keys}}  # fmt: skip
+
+
+def files_option() -> dict:
+    """The argument spec of a ``files`` option (unset is None: a module tells "not given")."""
+    return {"type": "list", "elements": "dict", "options": ENTRY_SPEC}
 
 
 def entry(item: dict) -> Entry:

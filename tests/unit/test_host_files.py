@@ -223,3 +223,17 @@ def test_read_refuses_a_secret_or_bad_path_naming_it_before_anything_is_written(
     assert message.format(root=tmp_path) in result.msg
     assert not (tmp_path / "state").exists() and not (tmp_path / "unit.service").exists()
     assert SECRET not in done.stdout
+
+
+def test_read_alone_reads_and_neither_files_nor_read_is_refused(tmp_path):
+    (tmp_path / "last-run.json").write_text('{"ok": true}\n')
+    only_read = {"name": "Read", "host_files": {"read": [f"{tmp_path}/last-run.json"]}}
+    nothing = {"name": "Nothing", "host_files": {}, "ignore_errors": True}
+    done = run_local_playbook(tmp_path, play(only_read, nothing))
+    read = done.task("Read", "localhost")
+    assert not read.failed and not read.changed
+    assert read.res["read"] == {f"{tmp_path}/last-run.json": '{"ok": true}\n'}
+    assert read.res["changes"] == {}
+    refused = done.task("Nothing", "localhost")
+    assert refused.failed
+    assert "one of the following is required: files, read" in refused.msg
