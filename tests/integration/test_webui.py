@@ -427,7 +427,7 @@ def test_check_mode_on_a_converged_host_reports_no_change(lab, rerun):
         assert result.task(FILES, host).status == "skipped"
 
 
-def test_check_mode_on_a_fresh_host_reports_changes_and_makes_none(make_lab):
+def test_check_mode_on_a_fresh_host_changes_nothing_and_a_real_run_needs_forge(make_lab):
     fresh = make_lab(count=1)
     host = fresh.hosts[0]
     result = run_playbook(
@@ -447,6 +447,18 @@ def test_check_mode_on_a_fresh_host_reports_changes_and_makes_none(make_lab):
     assert (
         fresh.exec(host, "sh", "-c", f"test -e {AUTH_FILE} && echo yes || echo no").strip() == "no"
     )
+    # A real run there, without the forge stage before it, stops at its record, naming it.
+    real = run_playbook(
+        "playbooks/webui.yml",
+        fresh.inventory,
+        extravars={"webui_credentials_dir": str(CREDENTIALS)},
+    )
+    assert not real.ok
+    refused = real.task("Check that Forge is prepared", host)
+    assert refused.failed
+    assert "forge.json is missing, so Forge is not prepared on this host" in refused.msg
+    assert "not-found" in fresh.exec(host, "systemctl", "show", UNIT, "-p", "LoadState")
+    assert fresh.exec(host, "sh", "-c", f"test -e {AUTH_FILE} && echo yes || echo no") == "no\n"
 
 
 def test_generated_passwords_stay_on_the_controller_in_0700_and_0600(lab, converged):
