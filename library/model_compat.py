@@ -115,8 +115,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.forge_fleet.download_plan import load_manifest
 from ansible.module_utils.forge_fleet.model_compat import (
     NotAModelsTree,
+    check_catalog_and_tree,
     check_files,
-    check_files_and_tree,
     check_tree,
 )
 
@@ -146,10 +146,8 @@ def main() -> None:
     manifest = load_manifest(forge_dir) if module.params["manifest"] and forge_dir else None
     if forge_dir and wanted is not None:
         # the catalog's files decide; the tree around them is returned, read in the same pass
-        files, findings, tree = check_files_and_tree(wanted, forge_dir, allow_pickle)
-        if manifest is not None:
-            tree["manifest"] = manifest
-        extra["tree"] = {"forge_dir": forge_dir, **tree}
+        checked = check_catalog_and_tree(wanted, forge_dir, allow_pickle, manifest)
+        files, findings, extra["tree"] = checked["files"], checked["findings"], checked["tree"]
     elif forge_dir:
         if manifest is not None:
             extra["manifest"] = manifest

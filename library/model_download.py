@@ -131,6 +131,20 @@ options:
       mode:
         description: Declared mode, octal as in YAML (C("0755")); unset, not compared.
         type: raw
+  compat:
+    description:
+      - In check mode, when every file is already in place (nothing to download or repair,
+        nothing left to hash), also check that the catalog's files fit together, as
+        M(model_compat) checks O(model_compat#module:files) with
+        O(model_compat#module:forge_dir) and O(model_compat#module:manifest=true), and
+        return its answer in RV(compat). A no-op re-run then needs no M(model_compat) run.
+        Findings never fail this task; the caller runs M(model_compat) to fail with them.
+    type: bool
+    default: false
+  allow_pickle:
+    description: With O(compat), as M(model_compat)'s O(model_compat#module:allow_pickle).
+    type: bool
+    default: false
 author: Forge Fleet
 """
 
@@ -193,6 +207,13 @@ changes:
   elements: str
   returned: check mode
   sample: ["repair models/Lora/detail.safetensors (144.0 MiB to fetch)"]
+compat:
+  description:
+    - What M(model_compat) would return for the catalog's files and the tree around them -
+      C(files), C(findings) (the catalog's files' only) and C(tree) (every file present, its
+      findings and the manifest).
+  type: dict
+  returned: check mode with O(compat), when every file is in place
 bytes_to_fetch:
   description: Bytes still to download (check mode and real runs alike).
   type: int
@@ -256,6 +277,8 @@ def main() -> None:
             "cache_sas_url": {"type": "str", "no_log": True},
             "azcopy": {"type": "str", "default": "azcopy"},
             "folders": folders_option(),
+            "compat": {"type": "bool", "default": False},
+            "allow_pickle": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )

@@ -6,7 +6,8 @@ module makes (library/model_download.py only declares the options and reports).
 Order: read the declared folders (owner, group, mode) -> check the catalog (nothing asked or
 written when it is bad) -> mark the progress file (kept fresh while planning) -> plan ->
 refuse declared mismatches -> in check mode, hash what only hashing can judge -> check the
-disk -> report the plan (check mode) or execute it. Any failure after the marker marks the
+disk -> report the plan (check mode; with ``compat`` and every file in place, also the
+model_compat answer) or execute it. Any failure after the marker marks the
 progress file finished, so a watcher stops waiting.
 Standard library only, Python 3.8+ (it runs on the VMs).
 """
@@ -18,6 +19,7 @@ from typing import Any
 from . import download_progress
 from .catalog import CatalogError, normalize_catalog
 from .download_folders import check_folders
+from .download_item import PlanItem
 from .http_download import (
     DownloadError,
     Settings,
@@ -25,10 +27,12 @@ from .http_download import (
     check_disk,
     describe_changes,
     execute,
+    load_manifest,
     make_plan,
     settle_by_hashing,
 )
 from .model_cache import Cache
+from .model_compat import check_catalog_and_tree
 
 
 def totals(files: list[dict[str, Any]], to_fetch: int) -> dict[str, int]:
@@ -105,6 +109,14 @@ def run_task(params: dict[str, Any], check_mode: bool) -> tuple[bool, dict[str, 
     return failed, result
 
 
+def _in_place(plan: list[PlanItem], hashed: bool) -> bool:
+    """Every file is as the real run will leave it: nothing to download or repair, and
+    nothing left to hash (a ``verify`` the real run's download still reads) unless this
+    plan hashed it already."""
+    actions = {item.action for item in plan}
+    return not actions & {"download", "repair"} and (hashed or "verify" not in actions)
+
+
 def _plan_and_run(
     entries: list[dict[str, Any]],
     params: dict[str, Any],
@@ -127,15 +139,21 @@ def _plan_and_run(
     if check_mode:
         files = [item.public() for item in plan]
         changes = describe_changes(plan)
-        return False, {
+        declared = [item.declaration(forge_dir) for item in plan]
+        result = {
             "changed": bool(changes),
             "msg": "; ".join(changes) or "every model is in place",
             "changes": changes,
             "files": files,
-            "declared": [item.declaration(forge_dir) for item in plan],
+            "declared": declared,
             "bytes_to_fetch": to_fetch,
             "totals": totals(files, to_fetch),
         }
+        if params["compat"] and _in_place(plan, hashed=params["hash_changed"]):
+            result["compat"] = check_catalog_and_tree(
+                declared, forge_dir, params["allow_pickle"], load_manifest(forge_dir)
+            )
+        return False, result
     if heartbeat is not None:
         heartbeat.stop()  # the download's own writer takes over at once
     outcome = execute(plan, forge_dir, settings)

@@ -338,3 +338,20 @@ def check_files_and_tree(
     known = {os.path.normpath(item["path"]): item for item in tree_items}
     files, findings = check_files(wanted, allow_pickle, known)
     return files, findings, tree
+
+
+def check_catalog_and_tree(
+    wanted: list[dict[str, Any]],
+    forge_dir: str,
+    allow_pickle: bool = False,
+    manifest: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What model_compat returns for a catalog's files in the Forge checkout ``forge_dir``:
+    {files, findings, tree}. ``findings`` are the catalog's files' (they decide); ``tree`` is
+    every file present as ``check_tree`` judges it, with ``forge_dir`` and, when given, the
+    models ``manifest``. model_download's plan returns the same when every file is in place,
+    so a no-op needs no model_compat run of its own."""
+    files, findings, tree = check_files_and_tree(wanted, forge_dir, allow_pickle)
+    if manifest is not None:
+        tree["manifest"] = manifest
+    return {"files": files, "findings": findings, "tree": {"forge_dir": forge_dir, **tree}}

@@ -67,7 +67,7 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
     wrong = entries(hub)[:1]
     wrong[0]["sha256"] = "0" * 64
     tasks = [
-        download_task(hub, forge, "check", check_mode=True),
+        download_task(hub, forge, "check", check_mode=True, compat=True),
         {
             "name": "Look for the Forge folder after the check",
             "ansible.builtin.stat": {"path": str(forge)},
@@ -75,6 +75,17 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
         },
         download_task(hub, forge, "download", progress_file=str(tmp_path / "progress.json")),
         download_task(hub, forge, "rerun"),
+        download_task(hub, forge, "in_place_check", check_mode=True, compat=True),
+        {
+            "name": "Check the same files with model_compat",
+            "model_compat": {
+                "files": "{{ in_place_check.declared }}",
+                "forge_dir": str(forge),
+                "manifest": True,
+            },
+            "register": "in_place_compat",
+            "ignore_errors": True,  # the stand-in's LoRAs fit no model: findings either way
+        },
         {
             "name": "Touch the VAE (same bytes, new mtime)",
             "ansible.builtin.file": {
@@ -83,13 +94,14 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
                 "modification_time": "200001010000.00",
             },
         },
-        download_task(hub, forge, "touched_check", check_mode=True),
+        download_task(hub, forge, "touched_plan", check_mode=True, compat=True, hash_changed=False),
+        download_task(hub, forge, "touched_check", check_mode=True, compat=True),
         download_task(hub, forge, "touched"),
         {
             "name": "Corrupt the VAE (same size)",
             "ansible.builtin.command": {"argv": [sys.executable, "-c", CORRUPT, str(vae)]},
         },
-        download_task(hub, forge, "corrupted_check", check_mode=True),
+        download_task(hub, forge, "corrupted_check", check_mode=True, compat=True),
         download_task(hub, forge, "corrupted"),
         download_task(hub, tmp_path / "other", "failing", ignore_errors=True),
         download_task(
@@ -118,6 +130,9 @@ def play(tmp_path: Path, hub: ModelHub, forge: Path) -> list[dict]:
         "check",
         "download",
         "rerun",
+        "in_place_check",
+        "in_place_compat",
+        "touched_plan",
         "touched_check",
         "touched",
         "corrupted_check",
@@ -300,3 +315,23 @@ def test_the_result_declares_each_file_for_the_compatibility_check(runs):
     ]
     assert runs["check"]["declared"] == expected
     assert runs["download"]["declared"] == expected
+
+
+def test_a_plan_with_every_file_in_place_answers_the_compatibility_check(runs):
+    """compat: the plan returns what model_compat returns for the same files (one run less)."""
+    answer, compat = runs["in_place_check"]["compat"], runs["in_place_compat"]
+    assert answer["files"] and answer["tree"]["files"]
+    assert answer["tree"]["forge_dir"] == str(runs["forge"])
+    assert "models/VAE/ae.safetensors" in answer["tree"]["manifest"]
+    assert {k: answer[k] for k in ("files", "findings", "tree")} == {
+        k: compat[k] for k in ("files", "findings", "tree")
+    }
+    # a hashed file whose bytes are right is in place too
+    assert runs["touched_check"]["compat"] == answer
+
+
+def test_a_plan_with_a_file_to_fetch_or_hash_leaves_the_check_to_model_compat(runs):
+    """No answer on bytes the real run may still replace: missing, corrupted, or not hashed."""
+    for name in ("check", "corrupted_check", "touched_plan"):
+        assert "compat" not in runs[name], name
+    assert "verify" in actions(runs["touched_plan"])
