@@ -169,6 +169,9 @@ def test_rerun_changes_nothing_and_downloads_nothing(lab, hub, converged):
         assert again.task(PLAN, host).res["folders_differ"] == []
         # nothing to download: the download's steps are not even included
         assert not any(ran(again, step, host) for step in DOWNLOAD_STEPS)
+        # and the plan's run answered the compatibility check: no model_compat run
+        assert again.task(PLAN, host).res["compat"]["findings"] == []
+        assert again.task(COMPAT, host).status == "skipped"
     assert hub.cdn_requests() == []
 
 
@@ -219,7 +222,9 @@ def test_a_lora_the_catalog_does_not_list_is_handed_to_the_report_not_failed_nor
         assert result.ok, result.explain()
         assert result.stats[host]["changed"] == 0
         assert lab.exec(host, "sh", "-c", f"test -f {wrong} && echo kept").strip() == "kept"
-        assert result.task(COMPAT, host).res["findings"] == []  # the catalog's files are fine
+        # every file in place: the plan answered the check, and the catalog's files are fine
+        assert result.task(PLAN, host).res["compat"]["findings"] == []
+        assert result.task(COMPAT, host).status == "skipped"
         facts = result.task("Export the models facts for later roles", host).res["ansible_facts"]
         found = facts["models_tree"]["findings"]
         assert [f["code"] for f in found] == ["no_matching_model"]
@@ -230,6 +235,24 @@ def test_a_lora_the_catalog_does_not_list_is_handed_to_the_report_not_failed_nor
         )
     finally:
         lab.exec(host, "rm", "-f", wrong)
+
+
+def test_a_rerun_whose_catalog_no_longer_fits_fails_at_the_check_naming_the_file(lab, hub, converged):
+    """Every file in place, so the plan answers the check; its findings still fail the host,
+    at the check, with model_compat's own message. Here the catalog lost its checkpoint."""
+    result = models_run(lab, hub, catalog=full_catalog(hub)[-1:])  # the mirror's LoRA alone
+    assert not result.ok
+    for host in lab.hosts:
+        plan = result.task(PLAN, host).res
+        assert [f["code"] for f in plan["compat"]["findings"]] == ["no_matching_model"]
+        check = result.task(COMPAT, host)
+        assert check.status == "failed"
+        assert check.msg.startswith("1 model problem(s): ")
+        assert "mirror-style.safetensors" in check.msg
+        assert lab.exec(host, "sh", "-c", f"ls {FORGE}/models/Lora").split() == [
+            "detail-tweaker.safetensors",
+            "mirror-style.safetensors",
+        ]
 
 
 def test_corrupted_model_is_repaired_and_nothing_else_changes(lab, hub, converged):
