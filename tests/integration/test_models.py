@@ -237,7 +237,9 @@ def test_a_lora_the_catalog_does_not_list_is_handed_to_the_report_not_failed_nor
         lab.exec(host, "rm", "-f", wrong)
 
 
-def test_a_rerun_whose_catalog_no_longer_fits_fails_at_the_check_naming_the_file(lab, hub, converged):
+def test_a_rerun_whose_catalog_no_longer_fits_fails_at_the_check_naming_the_file(
+    lab, hub, converged
+):
     """Every file in place, so the plan answers the check; its findings still fail the host,
     at the check, with model_compat's own message. Here the catalog lost its checkpoint."""
     result = models_run(lab, hub, catalog=full_catalog(hub)[-1:])  # the mirror's LoRA alone
