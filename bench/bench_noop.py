@@ -21,8 +21,12 @@ all it waited for, its SSH ControlPersist masters (found by their control folder
 process and its children (the stand-ins), and each VM's container cgroup (cpuacct.usage, or
 cpu.stat under cgroup v2). "Where the time goes": per task, from the bench_profile callback
 (bench/callbacks; what ansible.posix's profile_tasks measures, which is not installed here),
-the median seconds per task of the A and C runs. Exits 1 when a target is missed. The 2-core
-development machine is shared: read one run as a sample.
+the median seconds per task of the A and C runs. B/A and C/A are the medians of each round's
+ratio (B and C against the A of the same round, minutes apart), so a machine that speeds up or
+slows down between rounds moves both sides; the ratio of the medians is printed beside them.
+Before each run a fixed pure-Python workload is timed: its spread ("machine speed") is the
+machine's own drift over the bench. Exits 1 when a target is missed. The 2-core development
+machine is shared: read one run as a sample.
 """
 
 from __future__ import annotations
@@ -170,6 +174,20 @@ def vm_cpu(vms: list[str]) -> float:
     return total
 
 
+# -- the machine's own speed, beside each run ----------------------------------------------
+
+
+def calibration() -> float:
+    """Seconds this process takes for a fixed pure-Python workload (about 0.2 s on the
+    development machine), timed just before each run: the same work on the same code, so its
+    spread over the bench is the machine's (other tenants, frequency), not the project's."""
+    start = time.process_time()
+    total = 0
+    for i in range(2_000_000):
+        total += i * i % 7
+    return time.process_time() - start
+
+
 # -- one no-op run ----------------------------------------------------------------------
 
 
@@ -191,6 +209,7 @@ def site(inventory: Path, extra: Path, limit: str | None, work: Path) -> dict:
     command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory)]
     command += ["-e", f"@{extra}", "site.yml", *(["--limit", limit] if limit else [])]
     vms = [limit] if limit else hosts_of(inventory)
+    speed = calibration()
     vm_cpu(vms)  # the cgroup paths looked up (podman) outside the measurement
     vm0, cpu0 = vm_cpu(vms), controller_cpu()
     start = time.perf_counter()
@@ -212,6 +231,7 @@ def site(inventory: Path, extra: Path, limit: str | None, work: Path) -> dict:
     return {
         "rc": done.returncode,
         "wall": wall,
+        "calibration": speed,
         "cpu_controller": cpu,
         "cpu_vms": vm,
         "profile": json.loads(profile.read_text()) if profile.exists() else [],
@@ -321,6 +341,22 @@ def summary(label: str, runs: list[dict]) -> tuple[float, str]:
     )
 
 
+def paired(runs: dict[str, list[dict]], key: str) -> float:
+    """Median over the rounds of this round's ``key`` run against this round's A."""
+    return statistics.median(
+        r["wall"] / a["wall"] for r, a in zip(runs[key], runs["A"], strict=True)
+    )
+
+
+def machine_speed(runs: list[dict]) -> str:
+    """The calibration's spread over the bench: how far the machine itself drifted."""
+    times = [r["calibration"] for r in runs]
+    return (
+        f"machine speed (fixed workload before each run): {min(times):.3f}-{max(times):.3f} s, "
+        f"slowest/fastest {max(times) / min(times):.2f}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vms", type=int, default=8)
@@ -336,7 +372,6 @@ def main() -> int:
         first = next(iter(hosts["forge_servers"]["hosts"].values()))
         lab = Lab(name="bench-noop", base_port=int(first["ansible_port"]))
     lab.up(args.vms)  # keeps VMs an earlier --keep left: converging them again is quick
-    missed = []
     try:
         # the same folder every time: the same stand-in ports, SAS and webui passwords, so a
         # lab kept from an earlier run is still converged
@@ -357,22 +392,33 @@ def main() -> int:
     finally:
         if not args.keep:
             lab.down()
+    return report(runs, args)
+
+
+def report(runs: dict[str, list[dict]], args: argparse.Namespace) -> int:
+    """Print the medians, the ratios, the machine's drift and where the time goes; 1 when a
+    target is missed."""
+    missed = []
     a, line_a = summary(f"A. no-op, 1 VM, {args.small_gb:g} GiB of models", runs["A"])
     b, line_b = summary(f"B. no-op, 1 VM, {args.big_gb:g} GiB of models", runs["B"])
     c, line_c = summary(f"C. no-op, {args.vms} VMs", runs["C"])
+    # each round's B and C against that round's A (minutes apart, on the machine as it was
+    # then), the median of those: the targets' ratios
+    b_a, c_a = paired(runs, "B"), paired(runs, "C")
     print(f"median of {args.rounds} interleaved rounds; all stages, changed=0 on every host")
     print(f"{line_a} (target <= 10 s)")
-    print(f"{line_b} -> B/A {b / a:.2f} (target <= 1.1)")
-    print(f"{line_c} -> C/A {c / a:.2f} (target <= 3)")
+    print(f"{line_b} -> B/A {b_a:.2f} (target <= 1.1; ratio of the medians {b / a:.2f})")
+    print(f"{line_c} -> C/A {c_a:.2f} (target <= 3; ratio of the medians {c / a:.2f})")
+    print(machine_speed([run for key in "ABC" for run in runs[key]]))
     print(f"where the time goes, A (1 VM), median per task of {args.rounds} runs:")
     print("\n".join(where_time_goes(runs["A"], args.top)))
     print(f"where the time goes, C ({args.vms} VMs):")
     print("\n".join(where_time_goes(runs["C"], args.top)))
     if a > 10:
         missed.append("no-op on one VM over 10 s")
-    if b / a > 1.1:
+    if b_a > 1.1:
         missed.append("no-op time grows with model bytes")
-    if c / a > 3:
+    if c_a > 3:
         missed.append(f"no-op on {args.vms} VMs over 3x one VM")
     for miss in missed:
         print(f"MISSED: {miss}")
