@@ -178,7 +178,7 @@ def vm_cpu(vms: list[str]) -> float:
 
 
 def calibration() -> float:
-    """Seconds this process takes for a fixed pure-Python workload (about 0.2 s on the
+    """Seconds this process takes for a fixed pure-Python workload (about 0.12 s on the
     development machine), timed just before each run: the same work on the same code, so its
     spread over the bench is the machine's (other tenants, frequency), not the project's."""
     start = time.process_time()
