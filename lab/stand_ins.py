@@ -114,9 +114,13 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
             "sync_azcopy_url": f"{azcopy_site.url}/{tarball.name}",
             "sync_azcopy_sha256": tarball_sha256,
         }
-        fd = os.open(vars_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Written whole under a temporary name, then renamed: `start` waits for the final
+        # name to appear, and must never read it half-written.
+        partial = vars_path.with_name(f".{vars_path.name}.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             yaml.safe_dump(settings, handle)
+        os.replace(partial, vars_path)
         try:
             yield vars_path
         finally:
