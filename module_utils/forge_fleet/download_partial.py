@@ -54,7 +54,7 @@ class _Partial:
         except (OSError, ValueError):
             state = {}
         if state.get("sha256") != self.item.sha256 or state.get("url_key") != self._url_key():
-            for stale in (self.partial, self.state_path):
+            for stale in (self.partial, self.state_path, self.state_path + ".saving"):
                 if os.path.exists(stale):
                     os.unlink(stale)
             return 0
@@ -74,11 +74,14 @@ class _Partial:
         return hashlib.sha256(public_url(self.item.url).encode()).hexdigest()[:16]
 
     def save_state(self, prefix: int) -> None:
-        with open(self.state_path, "w") as handle:
+        """Record the resume point whole or not at all: a kill -9 mid-save keeps the last one."""
+        saving = self.state_path + ".saving"
+        with open(saving, "w") as handle:
             json.dump(
                 {"sha256": self.item.sha256, "url_key": self._url_key(), "prefix": prefix},
                 handle,
             )
+        os.replace(saving, self.state_path)
 
     def write_error(self, error: BaseException) -> BaseException:
         """A failed write or hash is not a dropped connection: no retry, and the message says
@@ -109,6 +112,7 @@ class _Partial:
                 "happens again"
             )
         os.replace(self.partial, self.path)
-        if os.path.exists(self.state_path):
-            os.unlink(self.state_path)
+        for done_with in (self.state_path, self.state_path + ".saving"):
+            if os.path.exists(done_with):
+                os.unlink(done_with)
         return actual
