@@ -60,8 +60,9 @@ def run_logged(argv: list[str], cwd: str, log_path: str, status_path: str) -> tu
         os.remove(status_path)
     env = dict(os.environ, PYTHONUNBUFFERED="1", PIP_PROGRESS_BAR="off")
     started = time.time()
-    with open(log_path, "w") as log:
-        os.chmod(log_path, 0o600)
+    # 0600 from its creation on (an older log keeps its inode: fchmod it too)
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as log:
+        os.fchmod(log.fileno(), 0o600)
         process = subprocess.run(
             argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False
         )

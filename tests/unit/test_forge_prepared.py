@@ -1,4 +1,5 @@
-"""module_utils/forge_fleet/forge_prepared.py: what Forge's preparation depends on."""
+"""module_utils/forge_fleet/forge_prepared.py: what Forge's preparation depends on; and
+forge_prepare.py's logged run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 
 import pytest
 
+from forge_fleet import forge_prepare
 from forge_fleet import forge_prepared as fp
 
 
@@ -106,3 +108,22 @@ def test_a_folder_is_statted_as_a_directory_and_a_file_is_not_one(tmp_path):
     assert fp.path_stat(str(tmp_path)) == {}  # not a regular file
     assert fp.path_stat(str(tmp_path / "forge.json"), "directory") == {}
     assert fp.path_stat(str(tmp_path / "absent"), "directory") == {}
+
+
+def test_the_preparation_log_is_0600_and_the_status_appears_only_when_the_run_ends(tmp_path):
+    log, status = tmp_path / "logs" / "prepare.log", tmp_path / "logs" / "prepare.status"
+    log.parent.mkdir()
+    log.write_text("an older, world-readable log\n")
+    os.chmod(str(log), 0o644)
+    status.write_text('{"rc": 0}')  # the last run's: gone while this one runs
+    script = "import os, sys; print(os.path.exists(sys.argv[1])); sys.exit(3)"
+    rc, text = forge_prepare.run_logged(
+        [sys.executable, "-c", script, str(status)], str(tmp_path), str(log), str(status)
+    )
+    assert (rc, text) == (3, "False\n")
+    assert os.stat(str(log)).st_mode & 0o777 == 0o600
+    assert json.loads(status.read_text())["rc"] == 3
+    assert forge_prepare.progress(str(log), str(status)) == {
+        "finished": True,
+        "progress_line": "False",
+    }
