@@ -348,6 +348,26 @@ def paired(runs: dict[str, list[dict]], key: str) -> float:
     )
 
 
+def scaling(runs: dict[str, list[dict]], vms: int) -> str:
+    """What bounds C here: its CPU per VM against A's (does a fleet cost more per VM than one
+    VM?), and the least wall time its CPU allows on this machine's cores, where the lab VMs'
+    CPU runs too (a fleet of real VMs spends theirs on their own cores)."""
+
+    def cpu(key: str, part: str) -> float:
+        return statistics.median(r[part] for r in runs[key])
+
+    a_cpu = cpu("A", "cpu_controller") + cpu("A", "cpu_vms")
+    c_ctl, c_vms = cpu("C", "cpu_controller"), cpu("C", "cpu_vms")
+    cores = len(os.sched_getaffinity(0))
+    floor = (c_ctl + c_vms) / cores
+    a_wall = statistics.median(r["wall"] for r in runs["A"])
+    return (
+        f"scaling: C's CPU per VM is {(c_ctl + c_vms) / vms / a_cpu:.2f}x A's; on {cores} cores "
+        f"C's CPU allows no less than {floor:.1f} s ({floor / a_wall:.2f}x A), "
+        f"{c_ctl / cores:.1f} s without the VMs' share ({c_ctl / cores / a_wall:.2f}x A)"
+    )
+
+
 def machine_speed(runs: list[dict]) -> str:
     """The calibration's spread over the bench: how far the machine itself drifted."""
     times = [r["calibration"] for r in runs]
@@ -409,6 +429,7 @@ def report(runs: dict[str, list[dict]], args: argparse.Namespace) -> int:
     print(f"{line_a} (target <= 10 s)")
     print(f"{line_b} -> B/A {b_a:.2f} (target <= 1.1; ratio of the medians {b / a:.2f})")
     print(f"{line_c} -> C/A {c_a:.2f} (target <= 3; ratio of the medians {c / a:.2f})")
+    print(scaling(runs, args.vms))
     print(machine_speed([run for key in "ABC" for run in runs[key]]))
     print(f"where the time goes, A (1 VM), median per task of {args.rounds} runs:")
     print("\n".join(where_time_goes(runs["A"], args.top)))
