@@ -27,6 +27,7 @@ from forge_fleet import (
     download_stream,
     http_download,
 )
+from forge_fleet.download_item import PlanItem
 from forge_fleet.http_download import (
     DownloadError,
     Settings,
@@ -639,6 +640,38 @@ entry = {"source": "url", "url": sys.argv[1], "kind": "checkpoint", "label": "ki
 options = Settings(connections=1)
 print(json.dumps(execute(make_plan([entry], sys.argv[2], options), sys.argv[2], options)))
 """
+
+
+def test_a_resume_record_save_cut_short_keeps_the_last_whole_record(tmp_path, monkeypatch):
+    """The record is written beside its final name and renamed: a save that dies halfway
+    (kill -9, full disk) leaves the previous resume point readable, never an empty file."""
+    item = PlanItem(
+        label=LABEL,
+        destination="m.safetensors",
+        kind="checkpoint",
+        entry_key="k",
+        sha256="a" * 64,
+        url="https://example.invalid/m.safetensors",
+    )
+    partial = download_partial._Partial(item, str(tmp_path / "m.safetensors"))
+    partial.save_state(1000)
+    real_dump = json.dump
+
+    def dump_then_die(obj, handle, **kwargs):
+        handle.write(json.dumps(obj)[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(download_partial.json, "dump", dump_then_die)
+    with pytest.raises(OSError):
+        partial.save_state(2000)
+    monkeypatch.setattr(download_partial.json, "dump", real_dump)
+    with open(partial.state_path) as handle:
+        assert json.load(handle)["prefix"] == 1000
+    (tmp_path / "m.safetensors.partial").write_bytes(b"x" * 1500)
+    assert partial.resume_point(hashlib.sha256(), 4096) == 1000
+    partial.save_state(1500)  # the next save replaces the half-written one too
+    with open(partial.state_path) as handle:
+        assert json.load(handle)["prefix"] == 1500
 
 
 def test_a_single_stream_killed_outright_resumes_from_its_saved_prefix(hub, tmp_path, forge):
