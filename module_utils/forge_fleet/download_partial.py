@@ -44,6 +44,7 @@ class _Partial:
         self.path = path
         self.partial = path + ".partial"
         self.state_path = path + ".partial.json"
+        self.saving_path = self.state_path + ".saving"  # the record while it is being saved
         self.label = item.label
 
     def resume_point(self, digest, buffer_bytes: int) -> int:
@@ -54,7 +55,7 @@ class _Partial:
         except (OSError, ValueError):
             state = {}
         if state.get("sha256") != self.item.sha256 or state.get("url_key") != self._url_key():
-            for stale in (self.partial, self.state_path, self.state_path + ".saving"):
+            for stale in (self.partial, self.state_path, self.saving_path):
                 if os.path.exists(stale):
                     os.unlink(stale)
             return 0
@@ -75,13 +76,12 @@ class _Partial:
 
     def save_state(self, prefix: int) -> None:
         """Record the resume point whole or not at all: a kill -9 mid-save keeps the last one."""
-        saving = self.state_path + ".saving"
-        with open(saving, "w") as handle:
+        with open(self.saving_path, "w") as handle:
             json.dump(
                 {"sha256": self.item.sha256, "url_key": self._url_key(), "prefix": prefix},
                 handle,
             )
-        os.replace(saving, self.state_path)
+        os.replace(self.saving_path, self.state_path)
 
     def write_error(self, error: BaseException) -> BaseException:
         """A failed write or hash is not a dropped connection: no retry, and the message says
@@ -112,7 +112,7 @@ class _Partial:
                 "happens again"
             )
         os.replace(self.partial, self.path)
-        for done_with in (self.state_path, self.state_path + ".saving"):
+        for done_with in (self.state_path, self.saving_path):
             if os.path.exists(done_with):
                 os.unlink(done_with)
         return actual
