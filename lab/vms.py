@@ -112,6 +112,12 @@ class Lab:
                 podman.remove_container(name)
                 container = None
             if container is None:
+                if port_in_use(port):
+                    raise LabError(
+                        f"lab VM {name}: 127.0.0.1:{port} is already in use (by a process: ss"
+                        f" -ltnp; or by a container of another lab or checkout: podman ps -a,"
+                        f" PORTS); remove it or choose other ports with --base-port"
+                    )
                 podman.run_systemd_container(
                     name,
                     image,
@@ -321,7 +327,29 @@ def wait_for_ssh(name: str, port: int, known_hosts: Path) -> None:
                 return
             last_error = result.stderr.strip()
         time.sleep(0.5)
-    raise LabError(f"lab VM {name}: SSH on 127.0.0.1:{port} never answered: {last_error}")
+    if last_error:
+        raise LabError(f"lab VM {name}: SSH on 127.0.0.1:{port} never answered: {last_error}")
+    sshd = podman.exec_in(name, "systemctl", "is-active", "ssh", check=False).strip()
+    raise LabError(
+        f"lab VM {name}: nothing answered on 127.0.0.1:{port} in {BOOT_TIMEOUT_S}s"
+        f" (sshd in the VM is {sshd or 'unknown'!r}); look at: podman port {name};"
+        f" iptables -t nat -S CNI-HOSTPORT-DNAT (another container publishing the same port"
+        f" takes its traffic)"
+    )
+
+
+def port_in_use(port: int) -> bool:
+    """Whether 127.0.0.1:PORT is taken: bound by a process, or answering for a container.
+
+    Rootful podman publishes a port with a DNAT rule and binds nothing, so a bind test alone
+    calls a port free that another lab's VM (even one from another podman store) answers on.
+    """
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return _port_open(port)
 
 
 def _port_open(port: int) -> bool:

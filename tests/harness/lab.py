@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab import podman
-from lab.vms import Lab, set_gpu_scenario
+from lab.vms import Lab, port_in_use, set_gpu_scenario
 
 # Test labs live on ports 51001-51999 so they never collide with the operator's lab (50001+);
 # each lab takes the first block of free ports, so concurrent test runs do not collide.
@@ -20,15 +19,6 @@ _FIRST_TEST_PORT = 51001
 _LAST_TEST_PORT = 51999
 _BLOCK = 10
 _WORKER_SHARE = 250  # ports per worker: 25 blocks, 4 workers fit in the range
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _worker_ports() -> range:
@@ -42,7 +32,7 @@ def _worker_ports() -> range:
 def free_port_block(count: int) -> int:
     ports = _worker_ports()
     for base in range(ports.start, ports.stop - count + 1, _BLOCK):
-        if all(port_free(base + i) for i in range(count)):
+        if not any(port_in_use(base + i) for i in range(count)):
             return base
     raise RuntimeError(
         f"no free block of {count} test ports between {ports.start} and {ports.stop - 1}"
@@ -74,8 +64,8 @@ def lab_vms(
     """
     lab = Lab(name=name, base_port=base_port)
     lab.down()
-    inventory = lab.up(count, gpu)
     try:
+        inventory = lab.up(count, gpu)
         yield LabHandle(
             lab=lab, inventory=inventory, hosts=[lab.vm_name(i) for i in range(1, count + 1)]
         )

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import ssl
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
 
-from lab import image, podman, stand_ins
+from lab import image, podman, stand_ins, vms
 from lab.paths import SSH_KEY
 from lab.tls import issue_server_cert
-from lab.vms import Lab, LabError
+from lab.vms import Lab, LabError, port_in_use
+from tests.harness.lab import free_port_block, lab_vms
 
 pytestmark = pytest.mark.lab
 
@@ -110,6 +114,61 @@ def test_up_again_keeps_the_running_vms(lab):
     )
     assert sorted(ids.split()) == sorted(after_ids.split())
     assert {c.name: c.image_id for c in lab.lab.containers()} == before
+
+
+def test_a_vm_whose_conmon_died_still_holds_its_port(make_lab):
+    # podman's conmon binds a published port to reserve it, but the traffic goes through a
+    # DNAT rule. When conmon dies (its session was killed) the VM still answers on the port
+    # while nothing binds it: a bind test alone calls it free, and a new VM published there
+    # never gets its SSH. That is how a killed test run broke the next run's lab.
+    orphan = make_lab(count=1)
+    host = orphan.hosts[0]
+    port = int(
+        yaml.safe_load(orphan.inventory.read_text())["all"]["children"]["forge_servers"]["hosts"][
+            host
+        ]["ansible_port"]
+    )
+    conmon = podman.podman("inspect", "--format", "{{.State.ConmonPid}}", host).strip()
+    os.kill(int(conmon), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not _binds(port):  # its socket closes once the killed conmon is gone
+        assert time.monotonic() < deadline, f"port {port} stayed bound after conmon was killed"
+        time.sleep(0.1)
+    assert port_in_use(port)
+    with pytest.raises(LabError, match=f"127.0.0.1:{port} is already in use"):
+        Lab(name="t-lab-port-orphaned", base_port=port).up(1)
+
+
+def _binds(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_up_refuses_a_taken_port_and_creates_nothing():
+    port = free_port_block(1)
+    lab = Lab(name="t-lab-port-taken", base_port=port)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        with pytest.raises(LabError, match=f"127.0.0.1:{port} is already in use.*--base-port"):
+            lab.up(1)
+    assert lab.containers() == []
+    assert not lab.inventory_path.exists()
+
+
+def test_a_test_lab_that_fails_to_come_up_is_removed(monkeypatch):
+    def no_ssh(name, port, known_hosts):
+        raise LabError(f"lab VM {name}: nothing answered")
+
+    monkeypatch.setattr(vms, "wait_for_ssh", no_ssh)
+    name = "t-lab-fails-to-come-up"
+    with pytest.raises(LabError, match="nothing answered"), lab_vms(name, 1, free_port_block(1)):
+        pass
+    assert Lab(name=name).containers() == []
 
 
 def test_inventory_points_at_loopback_with_azure_ml_connection_settings(lab):
