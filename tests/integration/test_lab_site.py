@@ -39,6 +39,9 @@ def test_site_converges_two_vms_with_stand_ins_and_reruns_with_no_change():
     try:
         rc, recap, output = site(name, port)
         assert rc == 0, output[-4000:]
+        # fresh VMs, every stage (sync included): the first run is clean too
+        assert "[WARNING]" not in output, output[output.index("[WARNING]") - 400 :][:1200]
+        assert "[DEPRECATION WARNING]" not in output
         vms = [lab.vm_name(1), lab.vm_name(2)]  # FORGE_LAB_PREFIX may prefix the names
         assert sorted(recap) == vms
         assert all(changed > 0 and failed == 0 for changed, _, failed in recap.values())
