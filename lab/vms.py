@@ -339,17 +339,27 @@ def wait_for_ssh(name: str, port: int, known_hosts: Path) -> None:
 
 
 def port_in_use(port: int) -> bool:
-    """Whether 127.0.0.1:PORT is taken: bound by a process, or answering for a container.
+    """Whether 127.0.0.1:PORT is taken: bound by a process, or forwarded somewhere.
 
-    Rootful podman publishes a port with a DNAT rule and binds nothing, so a bind test alone
-    calls a port free that another lab's VM (even one from another podman store) answers on.
+    podman's conmon binds a published port to reserve it, but the traffic goes through a DNAT
+    rule. A VM whose conmon died (its session was killed) binds nothing and still answers; a
+    rule left behind by a VM that is gone sends the connection nowhere. Only a refused
+    connection means nothing is there.
     """
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return True
-    return _port_open(port)
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        try:
+            sock.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            return False
+        except OSError:  # a timeout or an unreachable address: forwarded, not refused
+            return True
+    return True
 
 
 def _port_open(port: int) -> bool:
