@@ -226,6 +226,18 @@ def test_collect_copies_each_hosts_outputs_once(lab, converged, tmp_path):
         assert second.task("Report what was collected", host).msg.endswith(", 0 new")
 
 
+def test_collect_from_a_host_without_outputs_says_so_without_a_warning(lab, converged, tmp_path):
+    # Forge makes its outputs folder with the first image: a student who made none has none
+    extravars = {"sync_collect_dir": str(tmp_path), "sync_source_dir": f"{OUTPUTS}-none-yet"}
+    result = run_playbook("playbooks/collect.yml", lab.inventory, extravars=extravars)
+    assert result.ok, result.explain()
+    assert "[WARNING]" not in result.stdout
+    for host in lab.hosts:
+        assert "no outputs yet" in result.task("Report what was collected", host).msg
+        assert result.stats[host]["changed"] == 0
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_overlapping_cron_runs_never_upload_twice(lab, blob, converged):
     host = lab.hosts[1]
     with cron_held(lab, host):
