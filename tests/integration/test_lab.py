@@ -123,11 +123,7 @@ def test_a_vm_whose_conmon_died_still_holds_its_port(make_lab):
     # never gets its SSH. That is how a killed test run broke the next run's lab.
     orphan = make_lab(count=1)
     host = orphan.hosts[0]
-    port = int(
-        yaml.safe_load(orphan.inventory.read_text())["all"]["children"]["forge_servers"]["hosts"][
-            host
-        ]["ansible_port"]
-    )
+    port = orphan.lab.base_port  # its one VM's port
     conmon = podman.podman("inspect", "--format", "{{.State.ConmonPid}}", host).strip()
     os.kill(int(conmon), signal.SIGKILL)
     deadline = time.monotonic() + 10
