@@ -43,6 +43,10 @@ class Lab:
     name: str = "forge-lab"
     base_port: int = 50001
     vars: dict[str, object] = field(default_factory=dict)
+    # Host folders mounted into every VM created by `up` ("HOST:VM[:OPTIONS]", podman's
+    # --volume), e.g. a pip cache kept on this machine between test runs. A VM already
+    # running keeps the mounts it was created with.
+    volumes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Several checkouts on one machine (git worktrees) share podman's container names:
@@ -124,7 +128,7 @@ class Lab:
                     host_port=port,
                     network=NETWORK,
                     labels={LAB_LABEL: self.name, "forge-fleet.index": str(index)},
-                    volumes=[],
+                    volumes=self.volumes,
                 )
             wait_for_boot(name)
             authorize_key(name, public_key)

@@ -56,13 +56,18 @@ class LabHandle:
 
 @contextmanager
 def lab_vms(
-    name: str, count: int, base_port: int, gpu: list[str] | None = None
+    name: str,
+    count: int,
+    base_port: int,
+    gpu: list[str] | None = None,
+    volumes: list[str] | None = None,
 ) -> Iterator[LabHandle]:
     """Bring up ``count`` fresh VMs for the duration of the block, then remove them.
 
+    ``volumes``: host folders mounted into each VM (podman's ``HOST:VM[:OPTIONS]``).
     Set FORGE_TEST_KEEP_LAB=1 to keep them for inspection after a failing run.
     """
-    lab = Lab(name=name, base_port=base_port)
+    lab = Lab(name=name, base_port=base_port, volumes=list(volumes or []))
     lab.down()
     try:
         inventory = lab.up(count, gpu)
