@@ -42,13 +42,20 @@ options:
         description: A full 40-character commit, a tag or a branch.
         type: str
         required: true
-      ignore_paths:
+      reclaim:
         description:
-          - Tracked paths another task manages (for example C(webui-user.sh)); never listed
-            or restored.
-        type: list
-        elements: str
-        default: []
+          - Tracked paths that an earlier version of this project wrote over, each with a
+            marker its content held (for example C(webui-user.sh)). A modified path whose
+            content holds its marker is put back as the repository has it, whatever
+            O(local_changes) says; without the marker it is a local change like any other.
+        type: dict
+        default: {}
+      branch:
+        description:
+          - A local branch to keep at the commit (created or moved there); empty for a
+            detached checkout. Forge reads an extension's active branch at every start.
+        type: str
+        default: ""
   local_changes:
     description: What to do with tracked files changed by hand (in every checkout).
     type: str
@@ -68,10 +75,12 @@ EXAMPLES = r"""
       - repo: https://github.com/lllyasviel/stable-diffusion-webui-forge.git
         dest: /home/azureuser/stable-diffusion-webui-forge
         version: dfdcbab685e57677014f05a3309b48cc87383167
-        ignore_paths: [webui-user.sh]
+        reclaim:
+          webui-user.sh: Written by Forge Fleet
       - repo: https://github.com/Mikubill/sd-webui-controlnet.git
         dest: /home/azureuser/stable-diffusion-webui-forge/extensions/sd-webui-controlnet
         version: 56cec5b2958edf3b1807b7e7b2b1b5186dbd2f81
+        branch: pinned
   become: true
   become_user: azureuser
 """
@@ -145,7 +154,8 @@ def main() -> None:
                     "repo": {"type": "str", "required": True},
                     "dest": {"type": "path", "required": True},
                     "version": {"type": "str", "required": True},
-                    "ignore_paths": {"type": "list", "elements": "str", "default": []},
+                    "reclaim": {"type": "dict", "default": {}},
+                    "branch": {"type": "str", "default": ""},
                 },
             },
             "local_changes": {

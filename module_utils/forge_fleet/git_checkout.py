@@ -5,13 +5,16 @@ module passes AnsibleModule.run_command). ``ensure_checkouts`` takes a list (For
 extensions inside it) so one module run keeps them all; ``ensure_checkout`` is one of them.
 What it guarantees:
 
-- The checkout is a real git checkout (``.git`` present) at the resolved commit, detached.
+- The checkout is a real git checkout (``.git`` present) at the resolved commit: detached,
+  or on a local ``branch`` that points at it (Forge reads an extension's active branch).
 - Cloning into a folder that already holds files (models downloaded before the clone) keeps
   every one of them: it is ``git init`` + ``fetch`` + ``checkout``, which refuses to overwrite
   an untracked file instead of replacing it.
 - Drift is repaired and said: another commit checked out, tracked files deleted, ``origin``
   pointing elsewhere. Tracked files changed by hand are *local changes*: listed by path and
-  then kept (warned), refused (fail) or discarded after saving them as a patch.
+  then kept (warned), refused (fail) or discarded after saving them as a patch. A tracked file
+  named in ``reclaim`` whose content holds its marker was written by an earlier version of
+  this project, not by hand: it is put back as the repository has it, whatever the policy.
 - Untracked files are never touched.
 """
 
@@ -134,7 +137,18 @@ def _ls_remote(git: _Git, repo: str, version: str) -> str:
     return commit
 
 
-def _clone_into(git: _Git, repo: str, version: str, check_mode: bool) -> dict:
+def _switch(git: _Git, target: str, branch: str) -> tuple[int, str, str]:
+    """Check out ``target``: detached, or as the local ``branch`` moved to it."""
+    how = ["-B", branch] if branch else ["--detach"]
+    return git.run([git.git, "checkout", "-q", *how, target], git.dest)
+
+
+def _current_branch(git: _Git) -> str:
+    rc, out, _ = git.run([git.git, "symbolic-ref", "-q", "--short", "HEAD"], git.dest)
+    return out.strip() if rc == 0 else ""
+
+
+def _clone_into(git: _Git, repo: str, version: str, branch: str, check_mode: bool) -> dict:
     kept = sorted(os.listdir(git.dest)) if os.path.isdir(git.dest) else []
     result = {
         "action": "clone",
@@ -152,7 +166,7 @@ def _clone_into(git: _Git, repo: str, version: str, check_mode: bool) -> dict:
     git("init", "-q", what="git init")
     git("remote", "add", "origin", repo)
     commit = _target(git, repo, version)
-    rc, out, err = git.run([git.git, "checkout", "-q", "--detach", commit], git.dest)
+    rc, out, err = _switch(git, commit, branch)
     if rc != 0:
         blocking = [
             line.strip()
@@ -176,7 +190,8 @@ def ensure_checkout(
     version: str,
     *,
     local_changes: str = "keep",
-    ignore_paths: tuple[str, ...] = (),
+    reclaim: dict[str, str] | None = None,
+    branch: str = "",
     backup_dir: str = "",
     check_mode: bool = False,
 ) -> dict:
@@ -189,10 +204,12 @@ def ensure_checkout(
         raise CheckoutError(f"local_changes must be one of {', '.join(LOCAL_CHANGES)}")
     g = _Git(run, git, dest)
     if not os.path.isdir(os.path.join(dest, ".git")):
-        return _clone_into(g, repo, version, check_mode)
+        return _clone_into(g, repo, version, branch, check_mode)
 
     repaired: list[str] = []
-    before, deleted, modified = _read_tree(g, ignore_paths)
+    before, deleted, modified = _read_tree(g)
+    ours = _reclaimable(dest, modified, reclaim or {})
+    modified = [path for path in modified if path not in ours]
     if modified and local_changes == "fail":  # before anything changes
         raise CheckoutError(_refusal({dest: modified}))
     rc, url, _ = run([git, "remote", "get-url", "origin"], dest)
@@ -209,20 +226,8 @@ def ensure_checkout(
     discarded_to = _local_changes(
         g, modified, local_changes, backup_dir, repaired, check_mode=check_mode
     )
-    if deleted:
-        repaired.append(f"restored deleted files: {', '.join(deleted)}")
-        if not check_mode:
-            g("checkout", "-q", "HEAD", "--", *deleted)
-    if before != target:
-        repaired.append(f"checked out {target} (was {before or 'nothing'})")
-        if not check_mode:
-            rc, out, err = run([git, "checkout", "-q", "--detach", target], dest)
-            if rc != 0:
-                raise CheckoutError(
-                    f"Cannot move {dest} to {target}: {(err or out).strip()}. Local changes "
-                    "were kept; set forge_local_changes: discard (saves them as a patch) or "
-                    "resolve them by hand."
-                )
+    _restore(g, ours, deleted, repaired, check_mode=check_mode)
+    _move(g, before, target, branch, repaired, check_mode=check_mode)
     return {
         "action": "update" if repaired else "present",
         "changed": bool(repaired),
@@ -235,6 +240,43 @@ def ensure_checkout(
     }
 
 
+def _restore(
+    g: _Git, ours: list[str], deleted: list[str], repaired: list[str], *, check_mode: bool
+) -> None:
+    """Put back the repository's version of reclaimed and deleted tracked files."""
+    if ours:
+        repaired.append(
+            f"gave back the repository's {', '.join(ours)} (written by an earlier Forge Fleet)"
+        )
+    if deleted:
+        repaired.append(f"restored deleted files: {', '.join(deleted)}")
+    if (ours or deleted) and not check_mode:
+        g("checkout", "-q", "HEAD", "--", *ours, *deleted)
+
+
+def _move(
+    g: _Git, before: str, target: str, branch: str, repaired: list[str], *, check_mode: bool
+) -> None:
+    """Check out ``target`` (on ``branch``) unless HEAD already is exactly that."""
+    on_branch = _current_branch(g) if before else ""
+    if before == target and on_branch == branch:
+        return
+    where = f" on branch {branch}" if branch else ""
+    was = before or "nothing"
+    if before == target:
+        was = f"branch {on_branch}" if on_branch else "detached"
+    repaired.append(f"checked out {target}{where} (was {was})")
+    if check_mode:
+        return
+    rc, out, err = _switch(g, target, branch)
+    if rc != 0:
+        raise CheckoutError(
+            f"Cannot move {g.dest} to {target}: {(err or out).strip()}. Local changes "
+            "were kept; set forge_local_changes: discard (saves them as a patch) or "
+            "resolve them by hand."
+        )
+
+
 def ensure_checkouts(
     run: Runner,
     git: str,
@@ -244,7 +286,7 @@ def ensure_checkouts(
     backup_dir: str = "",
     check_mode: bool = False,
 ) -> list[dict]:
-    """``ensure_checkout`` for each of ``checkouts`` ({repo, dest, version, ignore_paths}), in
+    """``ensure_checkout`` for each of ``checkouts`` ({repo, dest, version, reclaim, branch}), in
     their order: a repository first, then the ones checked out inside it (Forge, then its
     extensions), so a fresh clone of the first makes room for the others.
 
@@ -261,7 +303,11 @@ def ensure_checkouts(
         for each in checkouts:
             if os.path.isdir(os.path.join(each["dest"], ".git")):
                 g = _Git(run, git, each["dest"])
-                modified = _read_tree(g, tuple(each.get("ignore_paths") or ()))[2]
+                ours = each.get("reclaim") or {}
+                modified = _read_tree(g)[2]
+                modified = [
+                    p for p in modified if p not in _reclaimable(each["dest"], modified, ours)
+                ]
                 if modified:
                     found[each["dest"]] = modified
         if found:
@@ -277,7 +323,8 @@ def ensure_checkouts(
                 dest,
                 version,
                 local_changes=local_changes,
-                ignore_paths=tuple(each.get("ignore_paths") or ()),
+                reclaim=each.get("reclaim") or {},
+                branch=each.get("branch") or "",
                 backup_dir=backup_dir,
                 check_mode=check_mode,
             )
@@ -290,17 +337,29 @@ def ensure_checkouts(
     return results
 
 
-def _read_tree(g: _Git, ignore_paths: tuple[str, ...]) -> tuple[str, list[str], list[str]]:
+def _read_tree(g: _Git) -> tuple[str, list[str], list[str]]:
     """(HEAD commit or "", deleted, modified tracked paths) of an existing checkout."""
     rc, head, _ = g.run([g.git, "rev-parse", "--verify", "-q", "HEAD"], g.dest)
     before = head.strip() if rc == 0 else ""
     status = g("status", "--porcelain=v1", "-z", "--untracked-files=no") if before else ""
     deleted, modified = parse_status(status)
-    return (
-        before,
-        [p for p in deleted if p not in ignore_paths],
-        [p for p in modified if p not in ignore_paths],
-    )
+    return before, deleted, modified
+
+
+def _reclaimable(dest: str, modified: list[str], reclaim: dict[str, str]) -> list[str]:
+    """The modified paths of ``reclaim`` ({path: marker}) whose content holds their marker."""
+    ours = []
+    for path in modified:
+        marker = reclaim.get(path)
+        if not marker:
+            continue
+        try:
+            with open(os.path.join(dest, path), encoding="utf-8", errors="replace") as handle:
+                if marker in handle.read():
+                    ours.append(path)
+        except OSError:
+            continue
+    return ours
 
 
 def _refusal(found: dict[str, list[str]]) -> str:

@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 FORGE = "/home/azureuser/stable-diffusion-webui-forge"
 ENV = "/anaconda/envs/forge"
 RECORD = "/var/lib/forge-fleet/forge.json"
+ENV_FILE = "/var/lib/forge-fleet/forge.env"
 MODEL = f"{FORGE}/models/Stable-diffusion/operator-model.safetensors"
 EXT = f"{FORGE}/extensions/sd-forge-standin-extension"
 STAGES = "preflight,base,conda,forge"
@@ -82,7 +83,7 @@ def test_check_on_a_fresh_vm_says_what_would_be_created_cloned_and_installed(lab
         (FORGE, "clone"),
         (EXT, "clone"),
     ]
-    assert dry_run.task("Report webui-user.sh as written with the clone (check mode)", host).changed
+    assert dry_run.task("Write Forge's environment file", host).changed
     prepare = dry_run.task("Report the preparation that would run (check mode)", host)
     assert prepare.changed and "torch==2.3.1" in prepare.res["msg"]
 
@@ -176,12 +177,19 @@ def test_models_present_before_the_clone_are_kept(lab, converged):
     assert exists(lab, host, placeholder)
 
 
-def test_webui_user_sh_points_at_the_env_python_without_venv_args_or_secrets(lab, converged):
-    text = lab.exec(lab.hosts[0], "cat", f"{FORGE}/webui-user.sh")
-    assert f'python_cmd="{ENV}/bin/python"' in text
-    assert 'venv_dir="-"' in text
+def test_forges_settings_are_an_environment_file_and_its_tracked_files_stay_as_shipped(
+    lab, converged
+):
+    host = lab.hosts[0]
+    text = lab.exec(host, "cat", ENV_FILE)
+    assert f'python_cmd="{ENV}/bin/python"' in text.splitlines()
+    assert 'venv_dir="-"' in text.splitlines()
     assert "/whl/cu121" in text  # the t4 scenario's driver 535 runs the cu121 build
-    assert "export COMMANDLINE_ARGS" not in text
+    assert "COMMANDLINE_ARGS" not in text
+    assert lab.exec(host, "stat", "-c", "%U:%G %a", ENV_FILE).strip() == "root:root 644"
+    assert as_user(lab, host, f"git -C {FORGE} status --porcelain --untracked-files=no") == ""
+    # Forge reads an extension's active branch at every start
+    assert as_user(lab, host, f"git -C {EXT} branch --show-current").strip() == "pinned"
 
 
 def test_preparation_installed_torch_and_the_requirements_into_the_env(lab, converged):
@@ -282,6 +290,9 @@ def drift_checked(lab, served, converged, record_before_drift, rerun):
     """Every kind of drift at once, then --check."""
     host = lab.hosts[0]
     as_user(lab, host, f"git -C {FORGE} checkout -q {served.built.forge_commits[0]}")
+    # webui-user.sh as an earlier Forge Fleet wrote it (Forge tracks the file, and it differs
+    # between the two commits: it blocked every move to another commit)
+    as_user(lab, host, f"printf '# Written by Forge Fleet (roles/forge)\\npython_cmd=/x\\n' > {FORGE}/webui-user.sh")
     as_user(lab, host, f"rm {FORGE}/launch.py")
     as_user(lab, host, f"echo '# tuned by hand' >> {FORGE}/webui.sh")
     as_user(lab, host, f"git -C {EXT} checkout -q {served.built.extension_commits[0]}")
@@ -304,7 +315,7 @@ def test_check_reports_the_moved_extension_and_changes_nothing(lab, served, drif
     checkout = drift_checked.task(CHECKOUT, host)
     ext = checkout.res["checkouts"][1]
     old, new = served.built.extension_commits
-    moved = f"checked out {new} (was {old})"
+    moved = f"checked out {new} on branch pinned (was {old})"
     assert ext["dest"] == EXT and ext["repaired"] == [moved]
     assert f"{EXT}: {moved}" in checkout.res["repaired"]
     assert head(lab, host, EXT) == served.built.extension_commits[0]
@@ -320,6 +331,17 @@ def test_commit_drift_is_repaired_and_said(lab, served, drifted):
         f"checked out {served.built.forge_commits[1]} (was {served.built.forge_commits[0]})"
         in repaired
     )
+
+
+def test_an_earlier_forge_fleets_webui_user_sh_is_given_back_and_does_not_block_the_move(
+    lab, served, drifted
+):
+    host = lab.hosts[0]
+    repaired = drifted.task(CHECKOUT, host).res["checkouts"][0]["repaired"]
+    assert "gave back the repository's webui-user.sh (written by an earlier Forge Fleet)" in repaired
+    assert head(lab, host) == served.built.forge_commits[1]
+    shipped = as_user(lab, host, f"git -C {FORGE} show HEAD:webui-user.sh")
+    assert lab.exec(host, "cat", f"{FORGE}/webui-user.sh") == shipped
 
 
 def test_deleted_tracked_file_is_restored(lab, drifted):
@@ -340,7 +362,7 @@ def test_local_modification_is_listed_and_kept(lab, drifted):
 def test_extension_is_back_at_its_pinned_commit(lab, served, drifted):
     assert head(lab, lab.hosts[0], EXT) == served.built.extension_commits[1]
     old, new = served.built.extension_commits
-    moved = f"checked out {new} (was {old})"
+    moved = f"checked out {new} on branch pinned (was {old})"
     checkout = drifted.task(CHECKOUT, lab.hosts[0])
     assert checkout.res["checkouts"][1]["repaired"] == [moved]
 

@@ -130,7 +130,7 @@ FAULTS = [
     ),
     Fault(
         "unit file edited",
-        f"sed -i 's/^Restart=on-failure/Restart=always/' {UNIT}",
+        f"sed -i 's/^Restart=always/Restart=no/' {UNIT}",
         _hash(UNIT),
         [WEBUI_FILES, RESTART_FOR, RESTART, ACCESS_ROW],
         [WEBUI_FILES, RESTART_FOR, RESTART, ACCESS_ROW],

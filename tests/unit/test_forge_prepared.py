@@ -127,3 +127,59 @@ def test_the_preparation_log_is_0600_and_the_status_appears_only_when_the_run_en
         "finished": True,
         "progress_line": "False",
     }
+
+
+# -- webui.sh exits 0 whatever launch.py did: only Forge's last line proves a preparation ----
+
+FAILED_CLIP = """Installing clip
+Traceback (most recent call last):
+  File "launch.py", line 51, in <module>
+RuntimeError: Couldn't install clip.
+Command: "/anaconda/envs/forge/bin/python" -m pip install /srv/CLIP.zip --prefer-binary
+Error code: 1
+stderr: ERROR: Could not install packages due to an OSError: [Errno 2] \
+No such file or directory: '/srv/CLIP.zip'
+"""
+
+
+def test_exit_status_0_without_forges_last_line_is_a_failure():
+    assert not forge_prepare.succeeded(FAILED_CLIP, 0)
+    assert forge_prepare.succeeded(
+        "Installing requirements\nExiting because of --exit argument\n", 0
+    )
+    assert not forge_prepare.succeeded("Exiting because of --exit argument\n", 1)
+
+
+def test_a_failure_behind_exit_status_0_names_forges_step_and_the_last_lines():
+    message = forge_prepare.failure_message(FAILED_CLIP, 0, "webui.sh --exit")
+    assert "without Forge's 'Exiting because of --exit argument' line" in message
+    assert "(Couldn't install clip)" in message
+    assert "No such file or directory: '/srv/CLIP.zip'" in message
+
+
+def test_pins_are_the_name_version_lines_of_a_requirements_file():
+    requirements = (
+        "setuptools==69.5.1  # temp fix\nnumpy==1.26.2\ntorch\nfoo>=1\n# x==1\nBar_baz == 2.0\n"
+    )
+    assert forge_prepare.pins(requirements) == [
+        "setuptools==69.5.1",
+        "numpy==1.26.2",
+        "Bar_baz==2.0",
+    ]
+
+
+def test_the_preparation_runs_with_the_environment_and_the_pins_held(tmp_path):
+    log, status = tmp_path / "prepare.log", tmp_path / "prepare.status"
+    script = (
+        "import os; print(os.environ['CLIP_PACKAGE']); c = os.environ['PIP_CONSTRAINT'].split();"
+        "print(open(c[0]).read().strip()); print(c[1:])"
+    )
+    rc, text = forge_prepare.run_logged(
+        [sys.executable, "-c", script],
+        str(tmp_path),
+        str(log),
+        str(status),
+        environment={"CLIP_PACKAGE": "https://mirror/CLIP.zip", "PIP_CONSTRAINT": "/etc/mine.txt"},
+        constraints=["numpy==1.26.2"],
+    )
+    assert (rc, text) == (0, "https://mirror/CLIP.zip\nnumpy==1.26.2\n['/etc/mine.txt']\n")

@@ -51,19 +51,88 @@ def test_extension_repository_has_two_commits(served, tmp_path):
     )
 
 
-def test_launch_refuses_an_unknown_flag_as_argparse_does(served, tmp_path):
-    checkout = tmp_path / "forge"
-    _git("clone", "-q", served.forge_url, str(checkout))
-    result = subprocess.run(
-        [sys.executable, "launch.py", "--no-such-flag"],
+def _launch(checkout, *args, env=None):
+    return subprocess.run(
+        [sys.executable, "launch.py", *args],
         cwd=checkout,
         capture_output=True,
         text=True,
         check=False,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        timeout=60,
     )
+
+
+def test_launch_refuses_an_unknown_flag_when_the_ui_starts_as_argparse_does(served, tmp_path):
+    checkout = tmp_path / "forge"
+    _git("clone", "-q", served.forge_url, str(checkout))
+    result = _launch(checkout, "--skip-prepare-environment", "--no-such-flag")
     assert result.returncode == 2
     assert "unrecognized arguments: --no-such-flag" in result.stderr
+
+
+def test_launch_prints_its_arguments_with_commandline_args_appended(served, tmp_path):
+    # Forge prints sys.argv (COMMANDLINE_ARGS appended) before it parses its options
+    checkout = tmp_path / "forge"
+    _git("clone", "-q", served.forge_url, str(checkout))
+    result = _launch(
+        checkout,
+        "--skip-prepare-environment",
+        "--port",
+        "1",
+        env={"COMMANDLINE_ARGS": "--no-such-flag 'a b'"},
+    )
+    assert (
+        "Launching Web UI with arguments: --skip-prepare-environment --port 1 --no-such-flag 'a b'"
+        in result.stdout
+    )
+
+
+def test_a_failed_preparation_names_forges_step_and_prints_no_exit_line(served, tmp_path):
+    checkout = tmp_path / "forge"
+    _git("clone", "-q", served.forge_url, str(checkout))
+    result = _launch(
+        checkout,
+        "--skip-torch-cuda-test",
+        "--exit",
+        env={"TORCH_COMMAND": "pip --version", "CLIP_PACKAGE": str(tmp_path / "no-such-clip.zip")},
+    )
+    assert result.returncode == 1
+    assert "RuntimeError: Couldn't install clip." in result.stderr
+    assert "Exiting because of --exit argument" not in result.stdout
+
+
+def test_webui_sh_exits_0_when_launch_py_fails_as_forges_relaunch_loop_does(served, tmp_path):
+    checkout = tmp_path / "forge"
+    _git("clone", "-q", served.forge_url, str(checkout))
+    result = subprocess.run(
+        ["bash", "webui.sh", "-f", "--skip-prepare-environment", "--no-such-flag"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "python_cmd": sys.executable,
+            "venv_dir": "-",
+            "NO_TCMALLOC": "1",
+        },
+        timeout=60,
+    )
+    assert "unrecognized arguments: --no-such-flag" in result.stderr
+    assert result.returncode == 0
+
+
+def test_webui_user_sh_is_tracked_and_sets_nothing(served, tmp_path):
+    checkout = tmp_path / "forge"
+    _git("clone", "-q", served.forge_url, str(checkout))
+    assert "webui-user.sh" in _git("-C", str(checkout), "ls-files").split()
+    settings = [
+        line
+        for line in (checkout / "webui-user.sh").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert settings == []
 
 
 def test_webui_sh_refuses_root_without_f(served, tmp_path):

@@ -107,13 +107,63 @@ def test_local_changes_discard_saves_a_patch_first(built, repo, tmp_path):
     assert not (dest / "webui.sh").read_text().endswith("# mine\n")
 
 
-def test_ignored_paths_are_neither_listed_nor_restored(built, repo, tmp_path):
+def test_a_reclaimed_path_holding_its_marker_is_given_back_whatever_the_policy(
+    built, repo, tmp_path
+):
     dest = tmp_path / "forge"
     checkout(repo, dest, built.forge_commits[1])
-    (dest / "webui-user.sh").write_text("python_cmd=/x\n")
-    result = checkout(repo, dest, built.forge_commits[1], ignore_paths=("webui-user.sh",))
-    assert not result["changed"] and result["local_changes"] == []
-    assert (dest / "webui-user.sh").read_text() == "python_cmd=/x\n"
+    shipped = (dest / "webui-user.sh").read_text()
+    (dest / "webui-user.sh").write_text("# Written by Forge Fleet\npython_cmd=/x\n")
+    reclaim = {"webui-user.sh": "Written by Forge Fleet"}
+    result = checkout(repo, dest, built.forge_commits[1], local_changes="fail", reclaim=reclaim)
+    assert result["changed"] and result["local_changes"] == []
+    assert result["repaired"] == [
+        "gave back the repository's webui-user.sh (written by an earlier Forge Fleet)"
+    ]
+    assert (dest / "webui-user.sh").read_text() == shipped
+
+
+def test_a_reclaimable_path_without_its_marker_is_a_local_change(built, repo, tmp_path):
+    dest = tmp_path / "forge"
+    checkout(repo, dest, built.forge_commits[1])
+    (dest / "webui-user.sh").write_text("python_cmd=/mine\n")
+    reclaim = {"webui-user.sh": "Written by Forge Fleet"}
+    with pytest.raises(CheckoutError, match=r"local changes to tracked files: webui-user\.sh"):
+        checkout(repo, dest, built.forge_commits[1], local_changes="fail", reclaim=reclaim)
+    assert (dest / "webui-user.sh").read_text() == "python_cmd=/mine\n"
+
+
+def test_moving_to_another_commit_is_not_blocked_by_a_reclaimed_file(built, repo, tmp_path):
+    dest = tmp_path / "forge"
+    checkout(repo, dest, built.forge_commits[0])
+    (dest / "webui-user.sh").write_text("# Written by Forge Fleet\n")
+    result = checkout(
+        repo, dest, built.forge_commits[1], reclaim={"webui-user.sh": "Written by Forge Fleet"}
+    )
+    assert result["commit"] == built.forge_commits[1]
+    assert git(dest, "rev-parse", "HEAD") == built.forge_commits[1]
+
+
+def test_a_branch_checkout_keeps_the_commit_on_that_local_branch(built, repo, tmp_path):
+    dest = tmp_path / "forge"
+    checkout(repo, dest, built.forge_commits[1])  # detached, as before
+    result = checkout(repo, dest, built.forge_commits[1], branch="pinned")
+    assert result["changed"]
+    assert result["repaired"] == [
+        f"checked out {built.forge_commits[1]} on branch pinned (was detached)"
+    ]
+    assert git(dest, "symbolic-ref", "--short", "HEAD") == "pinned"
+    assert git(dest, "rev-parse", "HEAD") == built.forge_commits[1]
+    again = checkout(repo, dest, built.forge_commits[1], branch="pinned")
+    assert not again["changed"]
+
+
+def test_a_fresh_clone_with_a_branch_is_on_it(built, repo, tmp_path):
+    dest = tmp_path / "forge"
+    result = checkout(repo, dest, built.forge_commits[0], branch="pinned")
+    assert result["action"] == "clone"
+    assert git(dest, "symbolic-ref", "--short", "HEAD") == "pinned"
+    assert git(dest, "rev-parse", "HEAD") == built.forge_commits[0]
 
 
 def test_unknown_version_fails_clearly(repo, tmp_path):
@@ -135,7 +185,7 @@ def pair(built, tmp_path):
     forge, ext = tmp_path / "forge", tmp_path / "forge" / "extensions" / "ext"
     checkouts = [
         {"repo": str(built.git_dir / forge_repo.FORGE_REPO), "dest": str(forge),
-         "version": built.forge_commits[1], "ignore_paths": ["webui-user.sh"]},
+         "version": built.forge_commits[1], "reclaim": {"webui-user.sh": "Written by Forge Fleet"}},
         {"repo": str(built.git_dir / forge_repo.EXTENSION_REPO), "dest": str(ext),
          "version": built.extension_commits[1]},
     ]  # fmt: skip

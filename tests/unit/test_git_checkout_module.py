@@ -25,9 +25,10 @@ def git(dest, *args):
 def checkout_task(built, forge, **options):
     checkouts = [
         {"repo": str(built.git_dir / forge_repo.FORGE_REPO), "dest": str(forge),
-         "version": built.forge_commits[1], "ignore_paths": ["webui-user.sh"]},
+         "version": built.forge_commits[1], "reclaim": {"webui-user.sh": "Written by Forge Fleet"}},
         {"repo": str(built.git_dir / forge_repo.EXTENSION_REPO),
-         "dest": str(forge / "extensions" / "ext"), "version": built.extension_commits[1]},
+         "dest": str(forge / "extensions" / "ext"), "version": built.extension_commits[1],
+         "branch": "pinned"},
     ]  # fmt: skip
     return {"git_checkout": {"checkouts": checkouts}, **options}
 
@@ -50,7 +51,10 @@ def test_check_reports_a_moved_extension_with_its_folder_and_changes_nothing(bui
     git(ext, "checkout", "-q", built.extension_commits[0])
     _, result = run_task(tmp_path, checkout_task(built, forge, check_mode=True))
     assert result["changed"] and not result["checkouts"][0]["changed"]
-    moved = f"checked out {built.extension_commits[1]} (was {built.extension_commits[0]})"
+    moved = (
+        f"checked out {built.extension_commits[1]} on branch pinned "
+        f"(was {built.extension_commits[0]})"
+    )
     assert result["repaired"] == [f"{ext}: {moved}"]
     assert git(ext, "rev-parse", "HEAD") == built.extension_commits[0]
 

@@ -1,154 +1,18 @@
-"""Forge Fleet lab stand-in for Forge's launch.py (tests/DOUBLES.md).
+"""Forge Fleet lab stand-in for Forge's launch.py (tests/DOUBLES.md): prepares the
+environment unless --skip-prepare-environment, then starts (modules/launch_utils.py)."""
 
-Written from Forge's launch contract (the flags of modules/cmd_args.py and its
-prepare_environment step), not from its code: it parses Forge's flags with argparse (an
-unknown flag exits 2 with argparse's message), appends COMMANDLINE_ARGS as Forge does,
-prepares the environment (installs TORCH_COMMAND, then REQS_FILE, with the python it runs
-on, from whatever package index pip is configured for) and exits on --exit. Without --exit
-it hands over to the stand-in UI (modules/standin_webui.py).
-"""
+from modules import launch_utils
 
-import argparse
-import os
-import shlex
-import subprocess
-import sys
-from importlib import metadata
-
-DEFAULT_TORCH_INDEX_URL = "https://download.pytorch.org/whl/cu121"
-
-
-def make_parser():
-    parser = argparse.ArgumentParser()
-    add = parser.add_argument
-    # modules/cmd_args.py (the flags Forge Fleet and the lab use)
-    add("-f", action="store_true", help=argparse.SUPPRESS)
-    add("--exit", action="store_true", help="terminate after installation")
-    add("--data-dir", type=str, default=os.path.dirname(os.path.realpath(__file__)))
-    add("--models-dir", type=str, default=None)
-    add("--ckpt-dir", type=str, default=None)
-    add("--vae-dir", type=str, default=None)
-    add("--text-encoder-dir", type=str, default=None)
-    add("--share", action="store_true")
-    add("--listen", action="store_true")
-    add("--port", type=int, default=None)
-    add("--server-name", type=str, default=None)
-    add("--gradio-auth", type=str, default=None)
-    add("--gradio-auth-path", type=str, default=None)
-    add("--api", action="store_true")
-    add("--api-auth", type=str, default=None)
-    add("--enable-insecure-extension-access", action="store_true")
-    add("--xformers", action="store_true")
-    add("--skip-torch-cuda-test", action="store_true")
-    add("--skip-prepare-environment", action="store_true")
-    add("--skip-python-version-check", action="store_true")
-    add("--skip-install", action="store_true")
-    add("--reinstall-torch", action="store_true")
-    # extensions-builtin/sd_forge_lora/preload.py
-    add("--lora-dir", type=str, default=None)
-    # backend/args.py
-    add("--cuda-malloc", action="store_true")
-    return parser
-
-
-def run(command, desc, errdesc):
-    """Run a command, its output streaming through; raise Forge's error when it fails."""
-    print(desc, flush=True)
-    result = subprocess.run(command, shell=True, env=os.environ, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{errdesc}.\nCommand: {command}\nError code: {result.returncode}")
-
-
-def is_installed(name):
-    try:
-        metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-def requirements_met(path):
-    """True when every `name==version` line of the file is installed at that version."""
-    with open(path, encoding="utf8") as handle:
-        for raw in handle:
-            line = raw.split("#", 1)[0].strip()
-            if not line:
-                continue
-            name, _, version = line.partition("==")
-            try:
-                if version and metadata.version(name.strip()) != version.strip():
-                    return False
-            except metadata.PackageNotFoundError:
-                return False
-    return True
-
-
-def check_python_version(args):
-    major, minor = sys.version_info[:2]
-    if (major, minor) == (3, 10) or args.skip_python_version_check:
-        return
-    if major == 3 and 7 <= minor <= 11:
-        print(
-            "INCOMPATIBLE PYTHON VERSION\n"
-            "This program is tested with 3.10.6 Python, but you have "
-            f"{major}.{minor}.{sys.version_info[2]}.\n"
-            'If you encounter an error with "RuntimeError: Couldn\'t install torch." message,\n'
-            "or any other error regarding unsuccessful package (library) installation,\n"
-            "please downgrade (or upgrade) to the latest version of 3.10 Python",
-            flush=True,
-        )
-        return
-    raise SystemExit(f"Python {major}.{minor} is not supported; use Python 3.10")
-
-
-def prepare_environment(args):
-    python = sys.executable
-    torch_index_url = os.environ.get("TORCH_INDEX_URL", DEFAULT_TORCH_INDEX_URL)
-    torch_command = os.environ.get(
-        "TORCH_COMMAND",
-        f"pip install torch==2.3.1 torchvision==0.18.1 --extra-index-url {torch_index_url}",
-    )
-    requirements_file = os.environ.get("REQS_FILE", "requirements_versions.txt")
-    check_python_version(args)
-    print(f"Python {sys.version}", flush=True)
-    if args.reinstall_torch or not is_installed("torch") or not is_installed("torchvision"):
-        run(
-            f'"{python}" -m {torch_command}',
-            "Installing torch and torchvision",
-            "Couldn't install torch",
-        )
-    if not args.skip_torch_cuda_test:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                "Torch is not able to use GPU; add --skip-torch-cuda-test to COMMANDLINE_ARGS "
-                "variable to disable this check"
-            )
-    if not os.path.isfile(requirements_file):
-        here = os.path.dirname(os.path.realpath(__file__))
-        requirements_file = os.path.join(here, requirements_file)
-    if not requirements_met(requirements_file):
-        run(
-            f'"{python}" -m pip install -r "{requirements_file}" --prefer-binary',
-            "Installing requirements",
-            "Couldn't install requirements",
-        )
-    if args.exit:
-        print("Exiting because of --exit argument", flush=True)
-        raise SystemExit(0)
+args = launch_utils.args
+prepare_environment = launch_utils.prepare_environment
+start = launch_utils.start
 
 
 def main():
-    sys.argv += shlex.split(os.environ.get("COMMANDLINE_ARGS", ""))
-    args = make_parser().parse_args(sys.argv[1:])
-    if not args.skip_prepare_environment and not args.skip_install:
-        prepare_environment(args)
-    elif args.exit:
-        print("Exiting because of --exit argument", flush=True)
-        raise SystemExit(0)
-    return args
+    if not args.skip_prepare_environment:
+        prepare_environment()
+    start()
 
 
-args = main()
-from modules.standin_webui import serve; serve(args)
+if __name__ == "__main__":
+    main()

@@ -5,9 +5,11 @@
 # Written from the variable contract of Stable Diffusion WebUI Forge's webui.sh
 # (see tests/DOUBLES.md): it sources webui-user.sh, honours install_dir, clone_dir,
 # python_cmd, venv_dir ("-" = use python_cmd as is, create no venv), TORCH_COMMAND,
-# TORCH_INDEX_URL, REQS_FILE, COMMANDLINE_ARGS and NO_TCMALLOC, refuses to run as root
-# without -f, preloads tcmalloc when ldconfig finds it, and passes its own arguments to
-# launch.py.
+# TORCH_INDEX_URL, REQS_FILE, COMMANDLINE_ARGS and NO_TCMALLOC (each from webui-user.sh or,
+# when it leaves them unset, from the environment), refuses to run as root without -f,
+# preloads tcmalloc when ldconfig finds it, and runs launch.py with its own arguments in
+# Forge's relaunch loop: again while tmp/restart exists (Forge's own restart), and then it
+# exits 0 whatever launch.py's exit status was.
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" &>/dev/null && pwd)"
 
@@ -115,7 +117,15 @@ fi
 
 export python_cmd venv_dir TORCH_COMMAND TORCH_INDEX_URL REQS_FILE COMMANDLINE_ARGS
 
-printf "\n%s\n" "${delimiter}"
-printf "Launching %s..." "${LAUNCH_SCRIPT}"
-printf "\n%s\n" "${delimiter}"
-exec "${python_cmd}" -u "${LAUNCH_SCRIPT}" "$@"
+KEEP_GOING=1
+export SD_WEBUI_RESTART=tmp/restart
+while [[ "$KEEP_GOING" -eq "1" ]]; do
+    printf "\n%s\n" "${delimiter}"
+    printf "Launching %s..." "${LAUNCH_SCRIPT}"
+    printf "\n%s\n" "${delimiter}"
+    "${python_cmd}" -u "${LAUNCH_SCRIPT}" "$@"
+
+    if [[ ! -f tmp/restart ]]; then
+        KEEP_GOING=0
+    fi
+done
