@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-from lab import podman
 from lab.paths import REPO_ROOT
 from lab.tls import issue_server_cert
 from tests.doubles.model_hub import ModelHub
@@ -148,16 +147,14 @@ def folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def settings(vm, upstream, hub, folder):
     served, token, _ = hub
-    if not _role_takes_forge_environment():
-        _bridge_forge_environment(vm, upstream.environment())
     return {
         "forge_repo_url": upstream.forge_url,
         "forge_environment": upstream.environment(),
         "forge_torch_command": "pip install torch==2.3.1 torchvision==0.18.1",
         "forge_pip_index_url": real_forge.pip_index_url(),
         "forge_pip_cert": real_forge.VM_CA_BUNDLE,
-        # the nvidia-smi double plays a GPU that torch (PyPI's build, on CPU) cannot see
-        "forge_prepare_args": ["--skip-torch-cuda-test"],
+        # the nvidia-smi double plays a GPU that torch (PyPI's build, on CPU) cannot see; site
+        # hands these to the preparation too (forge_prepare_args)
         "webui_extra_args": ["--always-cpu", "--skip-torch-cuda-test"],
         "webui_share": False,  # no gradio.live from here; the login stays on
         "webui_api": True,
@@ -175,28 +172,6 @@ def settings(vm, upstream, hub, folder):
         "report_dir": str(folder / "reports"),
         "webui_credentials_dir": str(folder / "credentials"),
     }
-
-
-def _role_takes_forge_environment() -> bool:
-    return "forge_environment" in (REPO_ROOT / "roles/forge/defaults/main.yml").read_text()
-
-
-def _bridge_forge_environment(vm, environment: dict[str, str]) -> None:
-    """Until the forge role takes forge_environment: the same variables in the VM's
-    /etc/environment (sudo's pam_env hands them to the become'd preparation) and in the
-    unit (a drop-in). Removed once the role has the variable."""
-    host = vm.hosts[0]
-    text = "".join(f"{key}={value}\n" for key, value in environment.items())
-    podman.exec_in(host, "sh", "-c", "cat >> /etc/environment", input_text=text)
-    dropin = "/etc/systemd/system/forge-webui.service.d"
-    podman.exec_in(host, "mkdir", "-p", dropin)
-    podman.exec_in(
-        host,
-        "sh",
-        "-c",
-        f"cat > {dropin}/lab-environment.conf",
-        input_text="[Service]\nEnvironmentFile=/etc/environment\n",
-    )
 
 
 def site(vm, settings, **options):
