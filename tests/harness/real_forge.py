@@ -208,13 +208,23 @@ def keep_wheels(host: str, python: str) -> bool:
     """Download into the wheelhouse the wheels of every name==version in the env (once per
     package set); True when it had to. The next preparation installs them from there."""
     freeze = podman.exec_in(
-        host, "runuser", "-u", "azureuser", "--", python, "-m", "pip", "list", "--format=freeze"
+        host,
+        "runuser",
+        "-u",
+        "azureuser",
+        "--",
+        python,
+        "-m",
+        "pip",
+        "list",
+        "--format=freeze",
+        check=False,  # no env yet (a run that failed before it): nothing to keep
     )
     pinned = sorted(
         line for line in freeze.splitlines() if re.fullmatch(r"[\w.-]+==[\w.+!-]+", line)
     )
     stamp = f"{VM_WHEELHOUSE}/.env-freeze"
-    if podman.exec_in(host, "cat", stamp, check=False).splitlines() == pinned:
+    if not pinned or podman.exec_in(host, "cat", stamp, check=False).splitlines() == pinned:
         return False
     podman.exec_in(
         host,

@@ -292,7 +292,11 @@ def drift_checked(lab, served, converged, record_before_drift, rerun):
     as_user(lab, host, f"git -C {FORGE} checkout -q {served.built.forge_commits[0]}")
     # webui-user.sh as an earlier Forge Fleet wrote it (Forge tracks the file, and it differs
     # between the two commits: it blocked every move to another commit)
-    as_user(lab, host, f"printf '# Written by Forge Fleet (roles/forge)\\npython_cmd=/x\\n' > {FORGE}/webui-user.sh")
+    as_user(
+        lab,
+        host,
+        f"printf '# Written by Forge Fleet (roles/forge)\\npython_cmd=/x\\n' > {FORGE}/webui-user.sh",
+    )
     as_user(lab, host, f"rm {FORGE}/launch.py")
     as_user(lab, host, f"echo '# tuned by hand' >> {FORGE}/webui.sh")
     as_user(lab, host, f"git -C {EXT} checkout -q {served.built.extension_commits[0]}")
@@ -338,7 +342,9 @@ def test_an_earlier_forge_fleets_webui_user_sh_is_given_back_and_does_not_block_
 ):
     host = lab.hosts[0]
     repaired = drifted.task(CHECKOUT, host).res["checkouts"][0]["repaired"]
-    assert "gave back the repository's webui-user.sh (written by an earlier Forge Fleet)" in repaired
+    assert (
+        "gave back the repository's webui-user.sh (written by an earlier Forge Fleet)" in repaired
+    )
     assert head(lab, host) == served.built.forge_commits[1]
     shipped = as_user(lab, host, f"git -C {FORGE} show HEAD:webui-user.sh")
     assert lab.exec(host, "cat", f"{FORGE}/webui-user.sh") == shipped

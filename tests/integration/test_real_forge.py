@@ -194,10 +194,11 @@ def converged(vm, settings):
         TIMES["Forge start until it answers (s)"] = result.task(READY, host).duration
     except KeyError:
         pass
-    assert result.ok, result.explain()
+    # what the preparation installed, kept for the next run's (even when it failed later on)
     began = time.monotonic()
-    if real_forge.keep_wheels(host, ENV_PYTHON):  # for the next run's preparation
+    if real_forge.keep_wheels(host, ENV_PYTHON):
         TIMES["wheels kept on this machine for the next run (s)"] = time.monotonic() - began
+    assert result.ok, result.explain()
     return result
 
 
