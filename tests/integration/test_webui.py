@@ -388,6 +388,22 @@ def test_a_crash_at_start_fails_with_the_journal_tail_and_leaves_systemd_in_char
     assert show(lab, host, "ActiveState") == "active"
 
 
+def test_a_killed_forge_comes_back_by_itself_within_30_s(lab, rerun):
+    # webui.sh runs Forge's python in its relaunch loop and exits 0 when it dies: systemd
+    # must start the unit again although it "succeeded" (Restart=always), no playbook run
+    host = lab.hosts[0]
+    shell = main_pid(lab, host)
+    forge = lab.exec(host, "pgrep", "-P", str(shell)).split()[0]
+    lab.exec(host, "kill", "-9", forge)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if main_pid(lab, host) not in (0, shell) and ask(lab, host, "/login_check")["status"] == 401:
+            break
+        time.sleep(1)
+    assert main_pid(lab, host) not in (0, shell), show(lab, host, "ActiveState")
+    assert ask(lab, host, "/login_check")["status"] == 401
+
+
 def test_webui_state_stops_and_starts_the_whole_fleet(lab, rerun):
     stopped = webui(lab, extravars={"webui_state": "stopped"})
     assert stopped.ok, stopped.explain()
