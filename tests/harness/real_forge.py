@@ -204,44 +204,50 @@ def prepare_vm(host: str) -> None:
     )
 
 
+# name==version of each distribution in the env
+_INSTALLED = """
+import importlib.metadata as m
+for d in m.distributions():
+    print(d.metadata["Name"] + "==" + d.version)
+"""
+
+
 def keep_wheels(host: str, python: str) -> bool:
     """Download into the wheelhouse the wheels of every name==version in the env (once per
-    package set); True when it had to. The next preparation installs them from there."""
-    freeze = podman.exec_in(
-        host,
-        "runuser",
-        "-u",
-        "azureuser",
-        "--",
-        python,
-        "-m",
-        "pip",
-        "list",
-        "--format=freeze",
-        check=False,  # no env yet (a run that failed before it): nothing to keep
-    )
-    pinned = sorted(
-        line for line in freeze.splitlines() if re.fullmatch(r"[\w.-]+==[\w.+!-]+", line)
-    )
+    package set); True when it did. The next preparation installs them from there. What no
+    index has (CLIP, built from its archive) is left to pip's cache of built wheels."""
+    installed = podman.exec_in(
+        host, "runuser", "-u", "azureuser", "--", python, "-c", _INSTALLED, check=False
+    )  # no env yet (a run that failed before it): nothing to keep
+    pinned = sorted(set(installed.split()))
     stamp = f"{VM_WHEELHOUSE}/.env-freeze"
     if not pinned or podman.exec_in(host, "cat", stamp, check=False).splitlines() == pinned:
         return False
-    podman.exec_in(
-        host,
-        "runuser",
-        "-u",
-        "azureuser",
-        "--",
-        python,
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--no-deps",
-        "--dest",
-        VM_WHEELHOUSE,
-        *pinned,
-    )
+    wanted = list(pinned)
+    for _ in range(5):  # each round drops what the index does not have
+        try:
+            podman.exec_in(
+                host,
+                "runuser",
+                "-u",
+                "azureuser",
+                "--",
+                python,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--dest",
+                VM_WHEELHOUSE,
+                *wanted,
+            )
+            break
+        except podman.PodmanError as error:
+            missing = set(re.findall(r"No matching distribution found for (\S+)", str(error)))
+            if not missing:
+                raise
+            wanted = [w for w in wanted if w not in missing]
     podman.exec_in(host, "sh", "-c", f"cat > {stamp}", input_text="\n".join(pinned) + "\n")
     return True
 
