@@ -185,7 +185,7 @@ def _forge_repo(work: Path, dest: Path) -> tuple[str, str]:
     # Forge's history changes its tracked webui-user.sh now and then: so does the stand-in's,
     # so a checkout whose webui-user.sh was edited cannot move between these two commits.
     with (work / "webui-user.sh").open("a") as settings:
-        settings.write("\n# Uncomment to disable TCMalloc\n#export NO_TCMALLOC=\"True\"\n")
+        settings.write('\n# Uncomment to disable TCMalloc\n#export NO_TCMALLOC="True"\n')
     second = _commit_all(work, "Forge stand-in 1.1.0", "2025-06-26T12:00:00Z")
     _bare(work, dest)
     return first, second

@@ -268,6 +268,18 @@ def test_rerun_skips_the_preparation_as_one_include(lab, rerun):
     assert include.status == "skipped"
 
 
+def test_a_bad_forge_environment_is_refused_before_any_change(lab, served, rerun):
+    host = lab.hosts[0]
+    bad = {"CLIP_PACKAGE": "https://u:pw-secret@mirror/CLIP.zip", "TORCH_COMMAND": "pip --version"}
+    result = converge(lab, served, host, vars={"forge_environment": bad})
+    assert not result.ok
+    failure = result.task("Check the Forge settings", host)
+    assert "CLIP_PACKAGE holds a user:password@ URL" in failure.msg
+    assert "TORCH_COMMAND is set by Forge Fleet; use forge_torch_command" in failure.msg
+    assert "pw-secret" not in failure.msg
+    assert result.stats[host]["changed"] == 0
+
+
 def test_env_with_the_wrong_python_is_recreated(lab, served, converged):
     host = lab.hosts[0]
     as_user(lab, host, "/anaconda/bin/conda create -y -q -n forge python=3.9")
@@ -295,7 +307,8 @@ def drift_checked(lab, served, converged, record_before_drift, rerun):
     as_user(
         lab,
         host,
-        f"printf '# Written by Forge Fleet (roles/forge)\\npython_cmd=/x\\n' > {FORGE}/webui-user.sh",
+        f"printf '# Written by Forge Fleet (roles/forge)\\npython_cmd=/x\\n'"
+        f" > {FORGE}/webui-user.sh",
     )
     as_user(lab, host, f"rm {FORGE}/launch.py")
     as_user(lab, host, f"echo '# tuned by hand' >> {FORGE}/webui.sh")

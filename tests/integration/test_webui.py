@@ -397,7 +397,10 @@ def test_a_killed_forge_comes_back_by_itself_within_30_s(lab, rerun):
     lab.exec(host, "kill", "-9", forge)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if main_pid(lab, host) not in (0, shell) and ask(lab, host, "/login_check")["status"] == 401:
+        if (
+            main_pid(lab, host) not in (0, shell)
+            and ask(lab, host, "/login_check")["status"] == 401
+        ):
             break
         time.sleep(1)
     assert main_pid(lab, host) not in (0, shell), show(lab, host, "ActiveState")
