@@ -60,11 +60,13 @@ UPSTREAM_FILES = (
 
 # pip's cache inside the VM (a folder of this machine, mounted) and the VM's pip.conf naming it.
 # pip's own HTTP cache stores nothing here: the TLS-intercepting proxy on the way to PyPI drops
-# the caching headers. So the wheels a preparation installed are kept in a folder of their own
-# (find-links: pip takes a local wheel over the same one on the index) and pip's cache keeps
-# the wheels it built (CLIP, open_clip).
+# the caching headers. So the wheels a preparation installed are kept in a folder of their own,
+# behind a file:// "simple" index named as pip's extra index: of two equal candidates pip's
+# resolver takes the one from the index listed last, so the kept wheel wins over PyPI's (a
+# find-links folder would lose the tie). pip's cache keeps the wheels it built (CLIP, open_clip).
 VM_PIP_CACHE = "/var/cache/forge-lab/pip"
 VM_WHEELHOUSE = f"{VM_PIP_CACHE}/wheels"
+VM_SIMPLE_INDEX = f"{VM_PIP_CACHE}/simple"
 # This machine's CAs (the proxy's among them), as a real VM's administrator installs them.
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 VM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -195,12 +197,13 @@ def prepare_vm(host: str) -> None:
     for ca in sorted(HOST_CA_DIR.glob("*.crt")):
         _write(host, f"/usr/local/share/ca-certificates/this-machine-{ca.name}", ca.read_text())
     podman.exec_in(host, "update-ca-certificates")
+    write_simple_index(cache_home() / "pip")  # over the wheels kept by earlier runs
     podman.exec_in(host, "mkdir", "-p", VM_WHEELHOUSE)
     podman.exec_in(host, "chown", "-R", "azureuser:azureuser", VM_PIP_CACHE)
     _write(
         host,
         "/etc/pip.conf",
-        f"[global]\ncache-dir = {VM_PIP_CACHE}\nfind-links = {VM_WHEELHOUSE}\n",
+        f"[global]\ncache-dir = {VM_PIP_CACHE}\nextra-index-url = file://{VM_SIMPLE_INDEX}\n",
     )
 
 
@@ -248,8 +251,22 @@ def keep_wheels(host: str, python: str) -> bool:
             if not missing:
                 raise
             wanted = [w for w in wanted if w not in missing]
+    write_simple_index(cache_home() / "pip")
     podman.exec_in(host, "sh", "-c", f"cat > {stamp}", input_text="\n".join(pinned) + "\n")
     return True
+
+
+def write_simple_index(pip_folder: Path) -> None:
+    """A PEP 503 index (simple/<project>/index.html) over the kept wheels, on this machine."""
+    projects: dict[str, list[str]] = {}
+    for wheel in sorted((pip_folder / "wheels").glob("*.whl")):
+        name = re.sub(r"[-_.]+", "-", wheel.name.split("-", 1)[0]).lower()
+        projects.setdefault(name, []).append(wheel.name)
+    for name, files in projects.items():
+        page = pip_folder / "simple" / name / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        links = "".join(f'<a href="../../wheels/{f}">{f}</a>\n' for f in files)
+        page.write_text(f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n")
 
 
 def _write(host: str, path: str, text: str) -> None:
