@@ -201,6 +201,10 @@ def converged(vm, settings):
         TIMES["Forge start until it answers (s)"] = result.task(READY, host).duration
     except KeyError:
         pass
+    journal = vm.exec(host, "journalctl", "--no-pager", "-u", UNIT, "-o", "cat", check=False)
+    started = re.findall(r"^Startup time: ([0-9.]+)s", journal, re.M)
+    if started:
+        TIMES["Forge's own startup time, first start (s)"] = float(started[0])
     # what the preparation installed, kept for the next run's (even when it failed later on)
     began = time.monotonic()
     if real_forge.keep_wheels(host, ENV_PYTHON):
