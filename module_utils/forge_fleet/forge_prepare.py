@@ -36,12 +36,23 @@ def succeeded(text: str, rc: int) -> bool:
     return rc == 0 and any(line.strip() == EXIT_LINE for line in clean(text).splitlines())
 
 
+# Pinned packages Forge installs before its requirements, at another version: its open_clip
+# step installs OPENCLIP_PACKAGE (open-clip-torch 2.7.0 at the pin), which the requirements
+# then raise to their pin (2.20.0). Holding that pin would refuse Forge's own step.
+INSTALLED_BEFORE_REQUIREMENTS = ("open-clip-torch", "clip")
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def pins(requirements: str) -> list[str]:
-    """The ``name==version`` lines of a requirements file's text, as pip constraints."""
+    """The ``name==version`` lines of a requirements file's text, as pip constraints, but for
+    what Forge installs before its requirements (``INSTALLED_BEFORE_REQUIREMENTS``)."""
     found = []
     for raw in requirements.splitlines():
         match = _PIN.match(raw.split("#", 1)[0].strip())
-        if match:
+        if match and _normalized(match.group(1)) not in INSTALLED_BEFORE_REQUIREMENTS:
             found.append(f"{match.group(1)}=={match.group(2)}")
     return found
 

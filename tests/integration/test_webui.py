@@ -27,6 +27,7 @@ AUTH_FILE = "/home/azureuser/.config/forge-fleet/webui-auth"
 API_AUTH_FILE = "/home/azureuser/.config/forge-fleet/webui-api-auth"
 SCENARIO_FILE = "/etc/forge-lab/webui-scenario"
 LAUNCHER = "/usr/local/lib/forge-fleet/webui-launch.py"
+FORGE_DIR = "/home/azureuser/stable-diffusion-webui-forge"
 FILES = "Write the login files, the launcher and the systemd unit"  # one host_files run
 PROBE = "Read the service as it is now"  # forge_webui: the service, and what FILES would change
 RESTART_FOR = "Restart Forge for the files it reads when it starts"
@@ -404,6 +405,42 @@ def test_a_killed_forge_comes_back_by_itself_within_30_s(lab, rerun):
             break
         time.sleep(1)
     assert main_pid(lab, host) not in (0, shell), show(lab, host, "ActiveState")
+    assert ask(lab, host, "/login_check")["status"] == 401
+
+
+def test_forges_own_restart_runs_it_again_inside_the_same_unit(lab, rerun):
+    # Forge's restart ("Reload UI", the restart route) leaves tmp/restart and exits: webui.sh's
+    # loop runs launch.py again, the unit's main process (webui.sh) stays
+    host = lab.hosts[0]
+    shell = main_pid(lab, host)
+    forge = lab.exec(host, "pgrep", "-P", str(shell)).split()[0]
+    restart = f"{FORGE_DIR}/tmp/restart"
+    lab.exec(
+        host,
+        "runuser",
+        "-u",
+        "azureuser",
+        "--",
+        "sh",
+        "-c",
+        f"mkdir -p {FORGE_DIR}/tmp && touch {restart}",
+    )
+    try:
+        lab.exec(host, "kill", "-9", forge)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            children = lab.exec(host, "pgrep", "-P", str(shell), check=False).split()
+            if (
+                children
+                and children[0] != forge
+                and ask(lab, host, "/login_check")["status"] == 401
+            ):
+                break
+            time.sleep(1)
+    finally:
+        lab.exec(host, "rm", "-f", restart)
+    assert main_pid(lab, host) == shell
+    assert lab.exec(host, "pgrep", "-P", str(shell)).split()[0] != forge
     assert ask(lab, host, "/login_check")["status"] == 401
 
 

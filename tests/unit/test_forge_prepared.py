@@ -157,9 +157,10 @@ def test_a_failure_behind_exit_status_0_names_forges_step_and_the_last_lines():
     assert "No such file or directory: '/srv/CLIP.zip'" in message
 
 
-def test_pins_are_the_name_version_lines_of_a_requirements_file():
+def test_pins_are_the_name_version_lines_but_for_what_forge_installs_before_them():
     requirements = (
         "setuptools==69.5.1  # temp fix\nnumpy==1.26.2\ntorch\nfoo>=1\n# x==1\nBar_baz == 2.0\n"
+        "open_clip_torch==2.20.0\n"  # Forge installs an older one first (OPENCLIP_PACKAGE)
     )
     assert forge_prepare.pins(requirements) == [
         "setuptools==69.5.1",
