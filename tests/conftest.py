@@ -45,3 +45,10 @@ def make_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., LabHandle
             return stack.enter_context(lab_vms(name, count, _free_port_block(count), gpu))
 
         yield factory
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real-Forge tier goes out first: its module is the suite's longest (a real
+    preparation on 2 cores), and tests/run hands modules to the workers in collection order,
+    so started last it would run alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("real_forge") is None)
