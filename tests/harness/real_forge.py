@@ -45,7 +45,8 @@ ASSETS_COMMIT = "6f7db241d2f8ba7457bac5ca9753331f0c266917"
 HUGGINGFACE_GUESS_REPO = "huggingface_guess.git"
 HUGGINGFACE_GUESS_COMMIT = "84826248b49bb7ca754c73293299c4d4e23a548d"
 BLIP_REPO = "BLIP.git"
-# upstream 48211a1 without its README image (the available snapshot): shared/upstream/README.md
+# Forge wants BLIP at 48211a1; the upstream folder holds that tree as one commit without its
+# README image (the snapshot available), so BLIP_COMMIT_HASH names that commit instead
 BLIP_COMMIT = "07d7597e4755e7546a8be671185be365c69571b6"
 CLIP_ZIP = "CLIP-d50d76daa670286dd6cacf3bcd80b5e4823fc8e1.zip"
 OPENCLIP_ZIP = "open_clip-bb6e834e9c70d9c27d0dc3ecedeebeaeb1ffad6b.zip"

@@ -268,7 +268,7 @@ def test_preparation_installed_clip_open_clip_torch_and_gradio_into_the_env(
     for package in ("clip==1.0", "open-clip-torch==", "torch==2.3.1", "gradio==4.40.0"):
         assert re.search(rf"^{re.escape(package)}", frozen, re.M), package
     # nothing cloned or downloaded from elsewhere, but for the preprocessor wheels no mirror
-    # here serves (Forge warns and goes on; shared/upstream/README.md)
+    # here serves (Forge warns and goes on)
     log = vm.exec(vm.hosts[0], "cat", "/home/azureuser/.cache/forge-fleet/prepare.log")
     index = real_forge.pip_index_url().split("/simple")[0]
     ours = (upstream.git_base, upstream.file_base, index, "https://files.pythonhosted.org/")
