@@ -35,7 +35,10 @@ TRANSITIONAL = {
     "Deleting": None,
 }
 BROKEN = ("SetupFailed", "Unusable", "Failed", "CreateFailed", "Unknown")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
+# Azure's rule for compute instance names: 3-24 letters, digits and '-', starting with a letter,
+# ending with a letter or digit, and every '-' followed by at least one letter before the next
+# '-' or the end ("'-' needs to be followed by at least one letter": sd-class-01 is refused).
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*)*$")
 _KEY_TYPES = ("ssh-rsa", "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384")
 
 LOGIN_HELP = (
@@ -153,17 +156,59 @@ def check_ssh_public_key(key: str) -> None:
         raise AzureMLError("The SSH public key's type does not match its content.")
 
 
+def name_problem(name: str) -> str:
+    """Why Azure would refuse ``name`` as a compute instance name ('' when it accepts it)."""
+    if not 3 <= len(name) <= 24:
+        return f"the name has {len(name)} characters; Azure takes 3-24"
+    if not re.match(r"^[A-Za-z0-9-]*$", name):
+        return "the name may hold only letters, digits and '-'"
+    if not name[0].isalpha():
+        return "the name must start with a letter"
+    if name.endswith("-"):
+        return "the name must end with a letter or digit"
+    if not _NAME.match(name):
+        return (
+            "every '-' must be followed by at least one letter before the next '-' or the end "
+            "(Azure: \"'-' needs to be followed by at least one letter\")"
+        )
+    return ""
+
+
+def suggest_name(name: str) -> str:
+    """A name Azure accepts, as close to ``name`` as possible ('' when none is found).
+
+    Other characters become '-', a leading digit gets a letter before it, and a part after a
+    '-' that has no letter is joined to the part before it: ``sd-class-01`` -> ``sd-class01``.
+    """
+    text = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+    if text and not text[0].isalpha():
+        text = "s" + text
+    parts = [p for p in text.split("-") if p]
+    joined: list[str] = []
+    for part in parts:
+        if joined and not re.search(r"[A-Za-z]", part):
+            joined[-1] += part
+        else:
+            joined.append(part)
+    candidate = "-".join(joined)[:24].rstrip("-")
+    if len(candidate) < 3:
+        candidate = (candidate + "01")[:24]
+    return candidate if candidate != name and _NAME.match(candidate) else ""
+
+
 def check_roster(instances: list[dict[str, Any]], state: str, default_vm_size: str) -> None:
     """Bad roster entries are reported together, before any call to Azure."""
     problems = []
     seen = set()
     for index, entry in enumerate(instances, 1):
-        name = entry.get("name") or ""
+        name = str(entry.get("name") or "")
         where = f"roster entry {index} ({name or 'no name'})"
-        if not _NAME.match(name):
+        why = name_problem(name)
+        if why:
+            better = suggest_name(name)
             problems.append(
-                f"{where}: the name must be 3-24 letters, digits or hyphens, starting with a "
-                "letter and not ending with a hyphen"
+                f"{where}: Azure refuses this name: {why}"
+                + (f"; use for example {better}" if better else "")
             )
         if name in seen:
             problems.append(f"{where}: the name appears twice")
@@ -173,7 +218,12 @@ def check_roster(instances: list[dict[str, Any]], state: str, default_vm_size: s
         if state in ("present", "started") and not (entry.get("vm_size") or default_vm_size):
             problems.append(f"{where}: no vm_size")
     if problems:
-        raise AzureMLError("The roster has problems: " + "; ".join(problems) + ".")
+        raise AzureMLError(
+            "The roster has problems: "
+            + "; ".join(problems)
+            + ". Correct these entries (fleet_roster_students in group_vars/all/fleet_roster.yml)"
+            " and run again; nothing was created or changed."
+        )
 
 
 def explain_error(error: BaseException, where: str = "", vm_size: str = "") -> str:

@@ -116,9 +116,47 @@ def test_bad_roster_entries_are_reported_together():
     with pytest.raises(azureml.AzureMLError) as raised:
         azureml.check_roster(roster, "started", "Standard_NC4as_T4_v3")
     text = str(raised.value)
-    assert "roster entry 1 (1-bad): the name must be 3-24 letters" in text
+    assert (
+        "roster entry 1 (1-bad): Azure refuses this name: the name must start with a letter" in text
+    )
     assert "roster entry 2 (ok-name): give both object_id and tenant_id" in text
     assert "roster entry 3 (ok-name): the name appears twice" in text
+
+
+@pytest.mark.parametrize("name", ["sd-class-alice", "sdclass01", "sd-class-a01", "sd-x1", "abc"])
+def test_names_azure_accepts_pass(name):
+    assert azureml.name_problem(name) == ""
+
+
+def test_names_azure_refuses_are_named_together_with_a_valid_form():
+    roster = [{"name": "sd-class-01"}, {"name": "sd-class-alice"}, {"name": "sd-02-x"}]
+    with pytest.raises(azureml.AzureMLError) as raised:
+        azureml.check_roster(roster, "started", "Standard_NC4as_T4_v3")
+    text = str(raised.value)
+    assert "roster entry 1 (sd-class-01): Azure refuses this name: every '-' must be followed " in (
+        text
+    )
+    assert "'-' needs to be followed by at least one letter" in text
+    assert "use for example sd-class01" in text
+    assert "roster entry 3 (sd-02-x)" in text and "use for example sd02-x" in text
+    assert "sd-class-alice" not in text
+    assert "fleet_roster_students" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "why", "suggestion"),
+    [
+        ("ab", "the name has 2 characters; Azure takes 3-24", "ab01"),
+        ("a" * 25, "the name has 25 characters", "a" * 24),
+        ("sd_class_01", "only letters, digits and '-'", "sd-class01"),
+        ("sd-class-", "must end with a letter or digit", "sd-class"),
+        ("sd--alice", "every '-' must be followed by at least one letter", "sd-alice"),
+    ],
+)
+def test_each_refused_name_says_why_and_suggests_one_azure_accepts(name, why, suggestion):
+    assert why in azureml.name_problem(name)
+    assert azureml.suggest_name(name) == suggestion
+    assert azureml.name_problem(suggestion) == ""
 
 
 def test_stopped_creates_nothing(arm):
