@@ -151,6 +151,13 @@ failed_instances:
   description: Per failed instance, what went wrong and what to do.
   type: dict
   returned: always
+summary:
+  description:
+    - What the run did (its progress lines), or in check mode what it would do (C(Would create
+      sd-class-alice), ...); C(Nothing to do) only when no instance needs a change.
+  type: list
+  elements: str
+  returned: always
 progress:
   description: The timestamped progress lines of this run.
   type: list
@@ -241,6 +248,9 @@ def main() -> None:
         "instances": outcome["instances"],
         "failed_instances": failed,
         "progress": progress,
+        "summary": azureml.summary(
+            outcome["instances"], failed, p["state"], progress, module.check_mode
+        ),
     }
     if failed:
         names = ", ".join(sorted(failed))

@@ -140,6 +140,31 @@ def plan(desired: str, current: str | None) -> str | None:
     return None
 
 
+def summary(
+    instances: dict[str, dict[str, Any]],
+    failed: dict[str, str],
+    desired: str,
+    progress: list[str],
+    check_mode: bool,
+) -> list[str]:
+    """What the run did, or in check mode would do, in lines that agree with ``instances``."""
+    if check_mode:
+        lines = [
+            f"Would {result['action']} {name}"
+            for name, result in sorted(instances.items())
+            if result["action"]
+        ]
+        lines += [f"Would fail {name}: {failed[name]}" for name in sorted(failed)]
+        if lines:
+            return [*lines, "Check mode: nothing was changed."]
+        return [f"Nothing to do: every instance is already {desired}."]
+    if progress:
+        return progress
+    if failed:
+        return [f"{name}: {failed[name]}" for name in sorted(failed)]
+    return [f"Nothing to do: every instance is already {desired}."]
+
+
 def check_ssh_public_key(key: str) -> None:
     """Fail before any call when ``key`` is not one OpenSSH public key line."""
     parts = (key or "").split()

@@ -101,6 +101,28 @@ def test_check_mode_predicts_without_writing(arm, fleet):
     assert _state(arm, "sd-alice") is None and _state(arm, "sd-bob") == "Stopped"
 
 
+def test_check_mode_says_what_it_would_do_not_that_nothing_is_to_do(arm, fleet):
+    arm.add_instance(SUB, RG, WS, "sd-bob", state="Stopped")
+    arm.add_instance(SUB, RG, WS, "sd-carol", state="Running")
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob"}, {"name": "sd-carol"}]
+    result, _ = fleet(roster, check=True)
+    assert result.ok, result.explain()
+    shown = result.task("Show what happened to each instance", "localhost").res["msg"]
+    assert shown == [
+        "Would create sd-alice",
+        "Would start sd-bob",
+        "Check mode: nothing was changed.",
+    ]
+
+
+def test_check_mode_with_nothing_to_do_says_so(arm, fleet):
+    arm.add_instance(SUB, RG, WS, "sd-alice", state="Running")
+    result, _ = fleet([{"name": "sd-alice"}], check=True)
+    assert result.ok, result.explain()
+    shown = result.task("Show what happened to each instance", "localhost").res["msg"]
+    assert shown == ["Nothing to do: every instance is already started."]
+
+
 def test_stop_then_start(arm, fleet):
     for name in ("sd-alice", "sd-bob"):
         arm.add_instance(SUB, RG, WS, name)
