@@ -33,6 +33,9 @@ description:
   - Instances not in O(include_states), without SSH access or without an address are left out
     with a warning, or put in O(skipped_group) when it is set.
   - The file name must end with C(azureml.yml) or C(azureml.yaml).
+  - A workspace that cannot be listed fails the source with an operator-readable message;
+    this repository's C(ansible.cfg) sets C(any_unparsed_is_failed) so that stops the run
+    (exit status 1) instead of leaving Ansible's warning and no hosts.
 options:
   plugin:
     description: The name of this plugin.

@@ -180,6 +180,43 @@ def test_no_access_to_a_workspace_is_explained(classroom, tmp_path):
     assert "AzureML Compute Operator" in text
 
 
+def test_an_unreadable_workspace_fails_the_listing_with_the_plugins_message(classroom):
+    classroom.state.forbidden.add(WS)
+    done = inventory(classroom, REPO_ROOT / "inventory" / "azureml.yml", "--list")
+    assert done.returncode != 0
+    text = " ".join(done.stderr.split())
+    assert "No access listing workspace ws-forge-class" in text
+    assert "Completely failed to parse inventory source" in text
+    assert '"hostvars"' not in done.stdout
+
+
+def test_an_unreadable_workspace_stops_a_playbook_before_any_play(classroom):
+    classroom.state.forbidden.add(WS)
+    env = {
+        **os.environ,
+        **inventory_env(classroom),
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "NO_COLOR": "1",
+    }
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "inventory/azureml.yml",
+            "site.yml",
+            "--list-hosts",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "No access listing workspace ws-forge-class" in " ".join(done.stderr.split())
+    assert "pattern: ['forge_servers']" not in done.stdout
+
+
 def test_listing_is_cached_when_the_cache_is_on(classroom, tmp_path):
     config = write_config(
         tmp_path,
