@@ -40,9 +40,9 @@ options:
   instances:
     description:
       - The roster, one entry per compute instance.
-      - C(name) (unique in the region; Azure's rule: 3-24 letters, digits and C(-), starting
+      - C(name) (unique in the region; by Azure's rule 3-24 letters, digits and C(-), starting
         with a letter, ending with a letter or digit, and every C(-) followed by at least one
-        letter: C(sd-class-alice) and C(sdclass01) are accepted, C(sd-class-01) is not),
+        letter, so C(sd-class-alice) and C(sdclass01) are accepted, C(sd-class-01) is not),
         optional C(vm_size),
         C(object_id) and C(tenant_id) (Microsoft Entra ID user the instance is assigned to),
         C(tags).
