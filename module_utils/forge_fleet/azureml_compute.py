@@ -165,6 +165,83 @@ def summary(
     return [f"Nothing to do: every instance is already {desired}."]
 
 
+QUOTA_HELP = (
+    "Ask for more in the Azure portal: Quotas -> Machine learning, choose the region and the "
+    "VM family, then 'Request quota increase' (approval can take a day or more); or create "
+    "fewer instances, or give them a size from a family with free quota."
+)
+
+
+def quota_problems(
+    creates: list[tuple[str, str]],
+    sizes: dict[str, dict[str, Any]],
+    usages: list[dict[str, Any]],
+    location: str,
+) -> list[str]:
+    """Why the instances to create (name, VM size) do not fit the region's vCPU quota.
+
+    ``sizes``: VM size name (lower case) -> {family, vcpus}, from the vmSizes operation.
+    ``usages``: the usages operation's lines (``as_dict()`` shape): the family lines
+    (type ``.../vmFamily/dedicatedCores/usages``) and the regional total
+    (``.../totalDedicatedCores/usages``). Compute instances use dedicated vCPUs of their
+    size's family; a limit below 0 means none is set.
+    """
+    problems: list[str] = []
+    unknown: dict[str, list[str]] = {}
+    families: dict[str, dict[str, Any]] = {}
+    for name, size in creates:
+        info = sizes.get(size.lower())
+        if info is None:
+            unknown.setdefault(size, []).append(name)
+            continue
+        family = families.setdefault(info["family"].lower(), {"spelled": info["family"]})
+        family["vcpus"] = family.get("vcpus", 0) + info["vcpus"]
+        counts = family.setdefault("sizes", {})
+        counts[size] = (counts.get(size, (0, info["vcpus"]))[0] + 1, info["vcpus"])
+    for size, names in sorted(unknown.items()):
+        problems.append(
+            f"VM size {size} ({', '.join(names)}) is not offered in {location}: choose a size "
+            "the region offers (Azure ML studio, Compute -> New lists them)"
+        )
+    lines: dict[str, dict[str, Any]] = {}
+    total = None
+    for usage in usages:
+        kind = str(usage.get("type") or "").lower()
+        value = str((usage.get("name") or {}).get("value") or "")
+        if kind.endswith("/totaldedicatedcores/usages"):
+            total = usage
+        elif kind.endswith(("/vmfamily/dedicatedcores/usages", "/vmfamily/usages")):
+            lines[value.lower()] = usage
+    for key, family in sorted(families.items()):
+        made = ", ".join(
+            f"{n} x {s} ({v} vCPUs each)" for s, (n, v) in sorted(family["sizes"].items())
+        )
+        need = family["vcpus"]
+        usage = lines.get(key)
+        if usage is None:
+            problems.append(
+                f"family {family['spelled']} in {location}: {made} need {need} vCPUs and "
+                "Azure lists no quota for this family there (0 vCPUs)"
+            )
+            continue
+        used, limit = int(usage.get("current_value") or 0), int(usage.get("limit") or 0)
+        if 0 <= limit < used + need:
+            problems.append(
+                f"family {family['spelled']} in {location}: {made} need {need} vCPUs; "
+                f"{used} of its {limit} are in use, {max(limit - used, 0)} free"
+            )
+    need_all = sum(f["vcpus"] for f in families.values())
+    if total is not None and need_all:
+        used, limit = int(total.get("current_value") or 0), int(total.get("limit") or 0)
+        if 0 <= limit < used + need_all:
+            problems.append(
+                f"all families together in {location} (Total Cluster Dedicated Regional "
+                f"vCPUs): the instances to create need {need_all} vCPUs; {used} of {limit} "
+                f"are in use, {max(limit - used, 0)} free"
+            )
+    return problems
+
+
 def check_ssh_public_key(key: str) -> None:
     """Fail before any call when ``key`` is not one OpenSSH public key line."""
     parts = (key or "").split()
@@ -402,6 +479,7 @@ class Fleet:
         say: Callable[[str], None] = lambda line: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.client = client
         self.ops = client.machine_learning_compute
         self.rg = resource_group
         self.ws = workspace
@@ -523,6 +601,12 @@ class Fleet:
             check_ssh_public_key(ssh_public_key)
             if not self.location:
                 raise AzureMLError("Creating instances needs the workspace's location (region).")
+            creates = [
+                (e["name"], e.get("vm_size") or vm_size)
+                for e in entries
+                if actions.get(e["name"]) == "create"
+            ]
+            self._check_quota(creates)
         if self.check_mode:
             return self._result(results, failed)
         # Write, then wait for everything together.
@@ -548,6 +632,35 @@ class Fleet:
             self._write(entry, actions[name], waiting, failed)
         self._wait(entries, waiting, results, failed)
         return self._result(results, failed)
+
+    def _check_quota(self, creates: list[tuple[str, str]]) -> None:
+        """Refuse, before any write (and in check mode too), what the region's quota cannot hold."""
+        where = f"reading the VM sizes and vCPU quota of {self.location}"
+        try:
+            # The raw answer: sizes sit under amlCompute (what SDK 1.0.1 reads) or value (the
+            # REST examples); either is taken.
+            body = self.client.virtual_machine_sizes.list(
+                self.location, cls=lambda response, _model, _headers: response.http_response.json()
+            )
+            usages = [u.as_dict() for u in self.client.usages.list(self.location)]
+        except Exception as error:
+            raise AzureMLError(explain_error(error, where)) from None
+        sizes = {
+            str(s.get("name") or "").lower(): {
+                "family": s.get("family") or "",
+                "vcpus": s.get("vCPUs") or 0,
+            }
+            for s in (body or {}).get("amlCompute") or (body or {}).get("value") or []
+        }
+        problems = quota_problems(creates, sizes, usages, self.location)
+        if problems:
+            raise AzureMLError(
+                f"Not enough vCPU quota for the {len(creates)} instance(s) to create in "
+                f"{self.ws}; nothing was created or changed: "
+                + "; ".join(problems)
+                + ". "
+                + QUOTA_HELP
+            )
 
     def _write(
         self,

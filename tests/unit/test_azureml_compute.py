@@ -68,6 +68,65 @@ def test_quota_exceeded_is_explained_and_the_others_go_on(arm, key):
     assert outcome["changed"] is True
 
 
+T4 = "standardNCASv3_T4Family"
+
+
+def test_a_class_beyond_the_family_quota_is_refused_before_any_write(arm, key):
+    arm.state.family_limits[T4] = 12
+    arm.state.used_elsewhere[T4] = 4
+    roster = [{"name": f"sd-student-{c}"} for c in "abc"]
+    with pytest.raises(azureml.AzureMLError) as raised:
+        fleet(arm).converge(roster, "started", "Standard_NC4as_T4_v3", key)
+    text = str(raised.value)
+    assert text.startswith("Not enough vCPU quota for the 3 instance(s) to create")
+    assert (
+        f"family {T4} in westeurope: 3 x Standard_NC4as_T4_v3 (4 vCPUs each) need 12 vCPUs; "
+        "4 of its 12 are in use, 8 free"
+    ) in text
+    assert "Quotas -> Machine learning" in text and "Request quota increase" in text
+    assert arm.state.writes == []
+
+
+def test_check_mode_refuses_a_class_beyond_the_quota_too(arm, key):
+    arm.state.family_limits[T4] = 4
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob"}]
+    with pytest.raises(azureml.AzureMLError, match="need 8 vCPUs; 0 of its 4 are in use"):
+        fleet(arm, check_mode=True).converge(roster, "started", "Standard_NC4as_T4_v3", key)
+    assert arm.state.writes == []
+
+
+def test_the_regional_total_is_checked_across_families(arm, key):
+    # 4 (T4 family) + 6 (NCSv3 family): each family fits its own 48, not the total of 9
+    arm.state.total_dedicated_limit = 9
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob", "vm_size": "Standard_NC6s_v3"}]
+    with pytest.raises(azureml.AzureMLError) as raised:
+        fleet(arm).converge(roster, "started", "Standard_NC4as_T4_v3", key)
+    text = str(raised.value)
+    assert (
+        "all families together in westeurope (Total Cluster Dedicated Regional vCPUs): the "
+        "instances to create need 10 vCPUs; 0 of 9 are in use, 9 free"
+    ) in text
+    assert "family standard" not in text
+    assert arm.state.writes == []
+
+
+def test_a_vm_size_the_region_does_not_offer_is_named(arm, key):
+    roster = [{"name": "sd-alice", "vm_size": "Standard_NC4as_T4"}]
+    with pytest.raises(azureml.AzureMLError) as raised:
+        fleet(arm).converge(roster, "started", "Standard_NC4as_T4_v3", key)
+    assert "VM size Standard_NC4as_T4 (sd-alice) is not offered in westeurope" in str(raised.value)
+    assert arm.state.writes == []
+
+
+def test_only_the_instances_to_create_count_against_the_quota(arm, key):
+    arm.state.family_limits[T4] = 8
+    arm.add_instance(SUB, RG, WS, "sd-alice")  # running: 4 of the 8 in use
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob"}]
+    outcome = fleet(arm).converge(roster, "started", "Standard_NC4as_T4_v3", key)
+    assert outcome["failed"] == {}
+    assert [(w["method"], w["name"]) for w in arm.state.writes] == [("PUT", "sd-bob")]
+
+
 def test_ssh_key_rejected_by_azure_is_explained(arm, tmp_path):
     # The stand-in takes ssh-rsa and ssh-ed25519 only; an ECDSA key passes the local check.
     ecdsa = tmp_path / "ecdsa"

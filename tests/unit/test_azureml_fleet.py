@@ -123,6 +123,16 @@ def test_check_mode_with_nothing_to_do_says_so(arm, fleet):
     assert shown == ["Nothing to do: every instance is already started."]
 
 
+def test_check_mode_names_a_class_beyond_the_quota(arm, fleet):
+    arm.state.family_limits["standardNCASv3_T4Family"] = 4
+    result, task = fleet([{"name": "sd-alice"}, {"name": "sd-bob"}], check=True)
+    assert not result.ok
+    assert "Not enough vCPU quota for the 2 instance(s) to create" in task.msg
+    assert "2 x Standard_NC4as_T4_v3 (4 vCPUs each) need 8 vCPUs; 0 of its 4" in task.msg
+    assert "Request quota increase" in task.msg
+    assert arm.state.writes == []
+
+
 def test_stop_then_start(arm, fleet):
     for name in ("sd-alice", "sd-bob"):
         arm.add_instance(SUB, RG, WS, name)

@@ -14,6 +14,9 @@ REST API version the pinned SDK speaks (azure-mgmt-machinelearningservices 1.0.1
   ``transition_gets`` GETs of it, then ``Running``/``Stopped``;
 - ``DELETE .../computes/{name}?underlyingResourceAction=Delete``: 202 with
   ``Azure-AsyncOperation`` and ``Location``; gone once the operation has succeeded;
+- ``GET .../locations/{loc}/usages`` and ``.../vmSizes``: the region's dedicated vCPU usage
+  and limits (regional total and per VM family) and the VM sizes with family and vCPUs;
+  a create over its family's limit answers 400 ``QuotaExceeded``;
 - errors in ARM's shape ``{"error": {"code", "message"}}``: 401 (token not the one issued,
   with ``WWW-Authenticate``), 403 (``forbidden`` workspaces), 404, 409 (``taken_names``: the
   name is used elsewhere in the region), quota (``quota_instances`` per workspace), 400 for an
@@ -55,7 +58,20 @@ _OPERATION = re.compile(
     + PROVIDER
     + r"/locations/[^/]+/(?P<kind>computeOperationsStatus|computeOperationsResults)/(?P<id>[^/]+)$"
 )
+_LOCATION = re.compile(
+    r"/subscriptions/(?P<sub>[^/]+)/providers/"
+    + PROVIDER
+    + r"/locations/(?P<location>[^/]+)/(?P<what>usages|vmSizes)$"
+)
 _KEY_TYPES = ("ssh-rsa", "ssh-ed25519")
+# VM sizes the region offers: name -> (family as the vmSizes answer spells it, vCPUs, GPUs).
+VM_SIZES = {
+    "Standard_NC4as_T4_v3": ("standardNCASv3_T4Family", 4, 1),
+    "Standard_NC8as_T4_v3": ("standardNCASv3_T4Family", 8, 1),
+    "Standard_NC6s_v3": ("standardNCSv3Family", 6, 1),
+    "Standard_NC24ads_A100_v4": ("standardNCADSA100v4Family", 24, 1),
+    "STANDARD_DS3_V2": ("standardDSv2Family", 4, 0),
+}
 
 
 @dataclass
@@ -81,6 +97,11 @@ class ArmState:
     forbidden: set[str] = field(default_factory=set)  # workspace names answering 403
     taken_names: set[str] = field(default_factory=set)  # used by someone else in the region
     quota_instances: int | None = None  # most compute instances per workspace
+    vm_sizes: dict[str, tuple[str, int, int]] = field(default_factory=lambda: dict(VM_SIZES))
+    family_limit: int = 48  # dedicated vCPUs per VM family in the region, unless in family_limits
+    family_limits: dict[str, int] = field(default_factory=dict)  # family -> vCPU limit
+    used_elsewhere: dict[str, int] = field(default_factory=dict)  # family -> vCPUs used outside
+    total_dedicated_limit: int = 100  # all families together in the region
     inject: list[Injected] = field(default_factory=list)
     # creations that fail after the 201, in the async operation: name -> (code, message)
     failing_creates: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -183,6 +204,29 @@ class ArmStandIn:
 
     def instance(self, sub: str, rg: str, ws: str, name: str) -> dict[str, Any] | None:
         return self.state.workspaces.get((sub, rg, ws), {}).get(name)
+
+    # -- quota ----------------------------------------------------------------------------
+
+    def family_of(self, vm_size: str) -> tuple[str, int] | None:
+        """(family, vCPUs) of a size the region offers (names compare case-insensitively)."""
+        for name, (family, vcpus, _gpus) in self.state.vm_sizes.items():
+            if name.lower() == vm_size.lower():
+                return family, vcpus
+        return None
+
+    def used_vcpus(self) -> dict[str, int]:
+        """Dedicated vCPUs in use per family: every instance not Stopped, plus used_elsewhere."""
+        used = dict(self.state.used_elsewhere)
+        for computes in self.state.workspaces.values():
+            for resource in computes.values():
+                props = resource["properties"]["properties"]
+                known = self.family_of(props.get("vmSize") or "")
+                if known and props.get("state") != "Stopped":
+                    used[known[0]] = used.get(known[0], 0) + known[1]
+        return used
+
+    def limit_of(self, family: str) -> int:
+        return self.state.family_limits.get(family, self.state.family_limit)
 
     # -- behaviour ------------------------------------------------------------------------
 
@@ -328,6 +372,13 @@ class _Handler(BaseHTTPRequestHandler):
             if op and method == "GET":
                 self._operation(op.group("kind"), op.group("id"))
                 return
+            regional = _LOCATION.match(url.path)
+            if regional and method == "GET":
+                if regional.group("what") == "usages":
+                    self._usages(regional.group("sub"), regional.group("location"))
+                else:
+                    self._vm_sizes(regional.group("location"))
+                return
             match = _LIST.match(url.path) or _ONE.match(url.path) or _ACTION.match(url.path)
             if not match:
                 self._send(404, _error("NotFound", f"No route for {method} {url.path}"))
@@ -381,6 +432,68 @@ class _Handler(BaseHTTPRequestHandler):
             )
             body["nextLink"] = f"{self.arm.url}{path}?{next_query}"
         self._send(200, body)
+
+    def _usages(self, sub: str, location: str) -> None:
+        """Usages as api-version 2020-08-01 answers them: the regional total of dedicated
+        vCPUs, then one line per VM family (Azure spells the family with a capital first
+        letter here and a small one in vmSizes)."""
+        arm = self.arm
+        if location.lower() != arm.state.location.lower():
+            self._send(200, {"value": []})
+            return
+        used = arm.used_vcpus()
+        families = sorted({f for f, _v, _g in arm.state.vm_sizes.values()})
+        lines = [
+            {
+                "id": f"/subscriptions/{sub}",
+                "type": f"{PROVIDER}/totalDedicatedCores/usages",
+                "currentValue": sum(used.values()),
+                "limit": arm.state.total_dedicated_limit,
+                "name": {
+                    "localizedValue": "Total Cluster Dedicated Regional vCPUs",
+                    "value": "TotalDedicatedCores",
+                },
+                "unit": "Count",
+            }
+        ]
+        for family in families:
+            spelled = family[0].upper() + family[1:]
+            lines.append(
+                {
+                    "id": f"/subscriptions/{sub}/usages/{spelled}",
+                    "type": f"{PROVIDER}/vmFamily/dedicatedCores/usages",
+                    "currentValue": used.get(family, 0),
+                    "limit": arm.limit_of(family),
+                    "name": {
+                        "localizedValue": f"{spelled} Cluster Dedicated vCPUs",
+                        "value": spelled,
+                    },
+                    "unit": "Count",
+                }
+            )
+        self._send(200, {"value": lines})
+
+    def _vm_sizes(self, location: str) -> None:
+        """VM sizes under ``amlCompute``, the key azure-mgmt-machinelearningservices 1.0.1
+        reads (VirtualMachineSizeListResult)."""
+        sizes = []
+        if location.lower() == self.arm.state.location.lower():
+            for name, (family, vcpus, gpus) in self.arm.state.vm_sizes.items():
+                sizes.append(
+                    {
+                        "name": name,
+                        "family": family,
+                        "vCPUs": vcpus,
+                        "gpus": gpus,
+                        "osVhdSizeMB": 1047552,
+                        "maxResourceVolumeMB": 180224,
+                        "memoryGB": vcpus * 7.0,
+                        "lowPriorityCapable": True,
+                        "premiumIO": True,
+                        "supportedComputeTypes": ["ComputeInstance", "AmlCompute"],
+                    }
+                )
+        self._send(200, {"amlCompute": sizes})
 
     def _settled(self, computes: dict[str, Any], name: str) -> dict[str, Any]:
         """The instance as a GET sees it, moving Starting/Stopping along."""
@@ -442,6 +555,29 @@ class _Handler(BaseHTTPRequestHandler):
                     f"Operation results in exceeding quota limits of Core. Maximum allowed: "
                     f"{state.quota_instances * 4}, Current in use: {len(computes) * 4}, "
                     "Additional requested: 4.",
+                ),
+            )
+            return
+        known = self.arm.family_of(props.get("vmSize") or "")
+        if known is None:
+            self._send(
+                400,
+                _error(
+                    "BadArgument",
+                    f"VM size {props.get('vmSize')} is not supported in region {state.location}.",
+                ),
+            )
+            return
+        family, vcpus = known
+        used = self.arm.used_vcpus()
+        if used.get(family, 0) + vcpus > self.arm.limit_of(family):
+            self._send(
+                400,
+                _error(
+                    "QuotaExceeded",
+                    f"Operation results in exceeding quota limits of {family}. Maximum allowed: "
+                    f"{self.arm.limit_of(family)}, Current in use: {used.get(family, 0)}, "
+                    f"Additional requested: {vcpus}.",
                 ),
             )
             return
