@@ -3,9 +3,11 @@ Fleet against the ARM stand-in through the real SDK (the errors an operator must
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -249,6 +251,24 @@ def test_the_wait_is_bounded_and_names_what_is_still_pending(arm):
     assert time.monotonic() - started < 10
     assert "sd-alice still Starting after 1 s" in outcome["failed"]["sd-alice"]
     assert outcome["instances"]["sd-alice"]["changed"] is True
+
+
+def test_the_docs_say_how_a_class_cost_is_bounded_and_what_idle_shutdown_cannot_do():
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-doc"), "azureml_compute"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = " ".join(done.stdout.split())
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    for text in (doc, readme):
+        assert "fleet_roster_state=stopped" in text
+        assert "2020-08-01" in text and "no idle shutdown" in text
+        assert "billed only for its disk" in text
 
 
 def test_importing_it_loads_no_azure_sdk():
