@@ -130,12 +130,13 @@ notes:
   - "Idle shutdown: the REST API version this module speaks (2020-08-01, from
     azure-mgmt-machinelearningservices 1.0.1) has no idle shutdown (time before shutdown)
     and no start/stop schedule on a compute instance (its ComputeInstanceProperties hold the
-    VM size, subnet, application sharing policy, SSH settings, endpoints, applications, creator, errors, state,
-    authorization type, assigned user and last operation), so this module can neither set nor
-    read them, and nothing stops an instance that the roster leaves running. Newer API versions
-    have both (idle time before shutdown, and schedules); set them per instance in Azure ML
-    studio if wanted: this module only creates, starts, stops and deletes, and never rewrites
-    an existing instance, so it leaves them as they are."
+    VM size, subnet, application sharing policy, SSH settings, endpoints, applications,
+    creator, errors, state, authorization type, assigned user and last operation), so this
+    module can neither set nor read them, and nothing stops an instance that the roster
+    leaves running. Newer API versions have both (idle time before shutdown, and schedules);
+    set them per instance in Azure ML studio if wanted: this module only creates, starts,
+    stops and deletes, and never rewrites an existing instance, so it leaves them as they
+    are."
 requirements:
   - azure-mgmt-machinelearningservices
   - azure-identity
