@@ -183,7 +183,7 @@ def test_no_access_to_a_workspace_is_explained(classroom, tmp_path):
 def test_an_unreadable_workspace_fails_the_listing_with_the_plugins_message(classroom):
     classroom.state.forbidden.add(WS)
     done = inventory(classroom, REPO_ROOT / "inventory" / "azureml.yml", "--list")
-    assert done.returncode != 0
+    assert done.returncode == 1
     text = " ".join(done.stderr.split())
     assert "No access listing workspace ws-forge-class" in text
     assert "Completely failed to parse inventory source" in text
@@ -212,7 +212,7 @@ def test_an_unreadable_workspace_stops_a_playbook_before_any_play(classroom):
         text=True,
         check=False,
     )
-    assert done.returncode != 0
+    assert done.returncode == 1
     assert "No access listing workspace ws-forge-class" in " ".join(done.stderr.split())
     assert "pattern: ['forge_servers']" not in done.stdout
 
