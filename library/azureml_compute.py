@@ -18,8 +18,9 @@ description:
     writing one progress line per state change to O(progress_file).
   - Before creating, reads the region's VM sizes and dedicated vCPU usage (the vmSizes and
     usages operations) and refuses, before any write and in check mode too, when the instances
-    to create do not fit their VM family's quota or the regional total, naming the family, the
-    vCPUs needed, in use and the limit, and where to ask for more (Azure portal, Quotas).
+    to create do not fit their VM family's quota (the region's, and the workspace's own where
+    one is set) or the regional total, naming the family, the vCPUs needed, in use and the
+    limit, and where to ask for more (Azure portal, Quotas).
   - One failing instance does not stop the others; the module fails at the end naming each
     failed instance with what to do. Throttling (HTTP 429) is retried after the server's
     C(Retry-After) by the SDK's retry policy.

@@ -172,19 +172,45 @@ QUOTA_HELP = (
 )
 
 
+def _usage_lines(usages: list[dict[str, Any]], workspace: str) -> tuple:
+    """(region's family lines, the workspace's family lines, the regional total line)."""
+    lines: dict[str, dict[str, Any]] = {}
+    own: dict[str, dict[str, Any]] = {}
+    total = None
+    mine = f"/workspaces/{workspace.lower()}/usages/"
+    for usage in usages:
+        kind = str(usage.get("type") or "").lower()
+        value = str((usage.get("name") or {}).get("value") or "").lower()
+        if kind.endswith("/totaldedicatedcores/usages"):
+            total = usage
+        elif kind.endswith(("/vmfamily/dedicatedcores/usages", "/vmfamily/usages")):
+            lines[value] = usage
+        elif (
+            workspace
+            and kind.endswith("dedicatedcores/usages")
+            and "/computes/" not in kind
+            and mine in str(usage.get("id") or "").lower()
+        ):
+            own[value] = usage
+    return lines, own, total
+
+
 def quota_problems(
     creates: list[tuple[str, str]],
     sizes: dict[str, dict[str, Any]],
     usages: list[dict[str, Any]],
     location: str,
+    workspace: str = "",
 ) -> list[str]:
     """Why the instances to create (name, VM size) do not fit the region's vCPU quota.
 
     ``sizes``: VM size name (lower case) -> {family, vcpus}, from the vmSizes operation.
     ``usages``: the usages operation's lines (``as_dict()`` shape): the family lines
     (type ``.../vmFamily/dedicatedCores/usages``) and the regional total
-    (``.../totalDedicatedCores/usages``). Compute instances use dedicated vCPUs of their
-    size's family; a limit below 0 means none is set.
+    (``.../totalDedicatedCores/usages``), and the workspace's own family lines
+    (``.../workspaces/dedicatedCores/usages``, id ``.../workspaces/<workspace>/usages/...``)
+    where a workspace quota is set. Compute instances use dedicated vCPUs of their size's
+    family; a limit below 0 means none is set.
     """
     problems: list[str] = []
     unknown: dict[str, list[str]] = {}
@@ -203,15 +229,7 @@ def quota_problems(
             f"VM size {size} ({', '.join(names)}) is not offered in {location}: choose a size "
             "the region offers (Azure ML studio, Compute -> New lists them)"
         )
-    lines: dict[str, dict[str, Any]] = {}
-    total = None
-    for usage in usages:
-        kind = str(usage.get("type") or "").lower()
-        value = str((usage.get("name") or {}).get("value") or "")
-        if kind.endswith("/totaldedicatedcores/usages"):
-            total = usage
-        elif kind.endswith(("/vmfamily/dedicatedcores/usages", "/vmfamily/usages")):
-            lines[value.lower()] = usage
+    lines, own, total = _usage_lines(usages, workspace)
     for key, family in sorted(families.items()):
         made = ", ".join(
             f"{n} x {s} ({v} vCPUs each)" for s, (n, v) in sorted(family["sizes"].items())
@@ -229,6 +247,16 @@ def quota_problems(
             problems.append(
                 f"family {family['spelled']} in {location}: {made} need {need} vCPUs; "
                 f"{used} of its {limit} are in use, {max(limit - used, 0)} free"
+            )
+        usage = own.get(key)
+        used = int((usage or {}).get("current_value") or 0)
+        limit = int((usage or {}).get("limit") if usage else -1)
+        if 0 <= limit < used + need:
+            problems.append(
+                f"family {family['spelled']} in workspace {workspace} (its own quota): {made} "
+                f"need {need} vCPUs; {used} of the workspace's {limit} are in use, "
+                f"{max(limit - used, 0)} free (a subscription owner raises it in Azure ML "
+                "studio, Quota, workspace view)"
             )
     need_all = sum(f["vcpus"] for f in families.values())
     if total is not None and need_all:
@@ -652,7 +680,7 @@ class Fleet:
             }
             for s in (body or {}).get("amlCompute") or (body or {}).get("value") or []
         }
-        problems = quota_problems(creates, sizes, usages, self.location)
+        problems = quota_problems(creates, sizes, usages, self.location, self.ws)
         if problems:
             raise AzureMLError(
                 f"Not enough vCPU quota for the {len(creates)} instance(s) to create in "

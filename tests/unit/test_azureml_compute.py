@@ -112,6 +112,20 @@ def test_the_regional_total_is_checked_across_families(arm, key):
     assert arm.state.writes == []
 
 
+def test_the_workspace_own_quota_is_checked_too(arm, key):
+    arm.state.workspace_limits[(WS, T4)] = 4
+    roster = [{"name": "sd-alice"}, {"name": "sd-bob"}]
+    with pytest.raises(azureml.AzureMLError) as raised:
+        fleet(arm).converge(roster, "started", "Standard_NC4as_T4_v3", key)
+    text = str(raised.value)
+    assert (
+        f"family {T4} in workspace {WS} (its own quota): 2 x Standard_NC4as_T4_v3 (4 vCPUs "
+        "each) need 8 vCPUs; 0 of the workspace's 4 are in use, 4 free"
+    ) in text
+    assert f"family {T4} in westeurope" not in text  # the region's 48 hold them
+    assert arm.state.writes == []
+
+
 def test_a_vm_size_the_region_does_not_offer_is_named(arm, key):
     roster = [{"name": "sd-alice", "vm_size": "Standard_NC4as_T4"}]
     with pytest.raises(azureml.AzureMLError) as raised:

@@ -102,6 +102,7 @@ class ArmState:
     family_limits: dict[str, int] = field(default_factory=dict)  # family -> vCPU limit
     used_elsewhere: dict[str, int] = field(default_factory=dict)  # family -> vCPUs used outside
     total_dedicated_limit: int = 100  # all families together in the region
+    workspace_limits: dict[tuple[str, str], int] = field(default_factory=dict)  # (ws, family)
     inject: list[Injected] = field(default_factory=list)
     # creations that fail after the 201, in the async operation: name -> (code, message)
     failing_creates: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -214,10 +215,13 @@ class ArmStandIn:
                 return family, vcpus
         return None
 
-    def used_vcpus(self) -> dict[str, int]:
-        """Dedicated vCPUs in use per family: every instance not Stopped, plus used_elsewhere."""
-        used = dict(self.state.used_elsewhere)
-        for computes in self.state.workspaces.values():
+    def used_vcpus(self, workspace: str = "") -> dict[str, int]:
+        """Dedicated vCPUs in use per family: every instance not Stopped, plus used_elsewhere
+        (the region), or one workspace's instances."""
+        used = {} if workspace else dict(self.state.used_elsewhere)
+        for (_sub, _rg, ws), computes in self.state.workspaces.items():
+            if workspace and ws != workspace:
+                continue
             for resource in computes.values():
                 props = resource["properties"]["properties"]
                 known = self.family_of(props.get("vmSize") or "")
@@ -471,6 +475,26 @@ class _Handler(BaseHTTPRequestHandler):
                     "unit": "Count",
                 }
             )
+        for (ws_sub, rg, ws), _computes in sorted(arm.state.workspaces.items()):
+            in_ws = arm.used_vcpus(ws)
+            for family in families:
+                if ws_sub != sub or (ws, family) not in arm.state.workspace_limits:
+                    continue
+                spelled = family[0].upper() + family[1:]
+                lines.append(
+                    {
+                        "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{PROVIDER}"
+                        f"/workspaces/{ws}/usages/{spelled}",
+                        "type": f"{PROVIDER}/workspaces/dedicatedCores/usages",
+                        "currentValue": in_ws.get(family, 0),
+                        "limit": arm.state.workspace_limits[(ws, family)],
+                        "name": {
+                            "localizedValue": f"{spelled} Cluster Dedicated vCPUs",
+                            "value": spelled,
+                        },
+                        "unit": "Count",
+                    }
+                )
         self._send(200, {"value": lines})
 
     def _vm_sizes(self, location: str) -> None:
@@ -569,14 +593,20 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         family, vcpus = known
-        used = self.arm.used_vcpus()
-        if used.get(family, 0) + vcpus > self.arm.limit_of(family):
+        # the workspace's own quota when set and exceeded, else the region's family quota
+        in_use, limit = (
+            self.arm.used_vcpus(ws).get(family, 0),
+            state.workspace_limits.get((ws, family)),
+        )
+        if limit is None or in_use + vcpus <= limit:
+            in_use, limit = self.arm.used_vcpus().get(family, 0), self.arm.limit_of(family)
+        if in_use + vcpus > limit:
             self._send(
                 400,
                 _error(
                     "QuotaExceeded",
                     f"Operation results in exceeding quota limits of {family}. Maximum allowed: "
-                    f"{self.arm.limit_of(family)}, Current in use: {used.get(family, 0)}, "
+                    f"{limit}, Current in use: {in_use}, "
                     f"Additional requested: {vcpus}.",
                 ),
             )
