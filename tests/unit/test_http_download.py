@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from forge_fleet import download_task
 from forge_fleet.http_download import (
     USER_AGENT,
     DownloadError,
@@ -500,6 +501,44 @@ def test_civitai_entry_matching_no_file_lists_what_is_offered(hub, tmp_path, for
     message = str(caught.value)
     assert "no file matches" in message
     assert "model-fp16.safetensors" in message and "model-fp32.safetensors" in message
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"source": "huggingface", "repo": "org/flux", "file": "../../../etc/x", "kind": "vae"},
+        {"source": "huggingface", "repo": "org/flux", "file": "..", "kind": "vae"},
+        {"source": "url", "url": "https://mirror.example/a/../../x.safetensors", "kind": "vae"},
+    ],
+)
+def test_a_path_leaving_its_folder_is_refused_before_any_request_or_file(hub, forge, entry):
+    params = {
+        "forge_dir": str(forge),
+        "catalog": [entry],
+        "bundles": [],
+        "huggingface_endpoint": hub.api_url,
+        "civitai_endpoint": hub.api_url,
+        "huggingface_token": TOKEN,
+        "civitai_api_key": None,
+        "connections_per_file": 1,
+        "parallel_files": 1,
+        "verify": False,
+        "progress_file": str(forge / "progress.json"),
+        "retries": 0,
+        "ca_file": None,
+        "cache_sas_url": None,
+        "azcopy": "azcopy",
+        "hash_changed": True,
+        "folders": [],
+        "compat": False,
+        "allow_pickle": False,
+    }
+    failed, result = download_task.run_task(params, check_mode=False)
+    assert failed is True
+    assert result["msg"].startswith("The model catalog has 1 problem(s), nothing downloaded: ")
+    assert "models_catalog[0] (" in result["msg"] and "'..' segment" in result["msg"]
+    assert hub.state.log == []
+    assert list(forge.iterdir()) == []
 
 
 def test_parallel_files_are_bounded_by_the_setting(hub, tmp_path, forge):
