@@ -503,6 +503,31 @@ def test_civitai_entry_matching_no_file_lists_what_is_offered(hub, tmp_path, for
     assert "model-fp16.safetensors" in message and "model-fp32.safetensors" in message
 
 
+def test_civitai_version_listing_no_files_says_so_and_what_to_do(hub, tmp_path, forge):
+    hub.add_civitai_version(7, 70, real_model(tmp_path / "x", 100), name="x.safetensors")
+    hub.state.civitai_versions[7]["files"] = []  # early access, or its files were removed
+    with pytest.raises(DownloadError) as caught:
+        make_plan([civitai_entry(version_id=7)], str(forge), settings(hub))
+    message = str(caught.value)
+    assert message.startswith(
+        "models_catalog[1] (civitai): CivitAI version 7 lists no files (early access, or removed)"
+    )
+    assert "choose another version_id from the model's page on CivitAI" in message
+    assert "no file matches" not in message and "offered" not in message
+    assert list(forge.iterdir()) == []
+    assert hub.cdn_requests() == []
+
+
+def test_civitai_version_in_early_access_says_until_when(hub, tmp_path, forge):
+    hub.add_civitai_version(8, 80, real_model(tmp_path / "x", 100), name="x.safetensors")
+    hub.state.civitai_versions[8].update(files=[], earlyAccessEndsAt="2026-12-24T00:00:00.000Z")
+    with pytest.raises(DownloadError) as caught:
+        make_plan([civitai_entry(version_id=8)], str(forge), settings(hub))
+    message = str(caught.value)
+    assert "lists no files (early access until 2026-12-24T00:00:00.000Z)" in message
+    assert "or wait until the early access ends" in message
+
+
 @pytest.mark.parametrize(
     "entry",
     [
