@@ -350,6 +350,8 @@ def header_values(entries: Any) -> set[str]:
     """The values of every entry's ``headers`` (credentials for a private mirror, as often as
     not): what a module must mask. Takes the catalog as given, checked or not."""
     values = set()
+    if isinstance(entries, dict):  # a catalog written as a mapping: refused, and still masked
+        entries = list(entries.values())
     for entry in entries if isinstance(entries, list) else []:
         headers = entry.get("headers") if isinstance(entry, dict) else None
         for value in (headers or {}).values() if isinstance(headers, dict) else []:

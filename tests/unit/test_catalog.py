@@ -242,3 +242,8 @@ def test_a_url_entry_is_named_without_its_credentials_or_query():
     [problem] = problems_of([entry])
     assert problem.startswith("models_catalog[0] (https://mirror.example/x): kind must be")
     assert "pw" not in problem and "s3cret" not in problem
+
+
+def test_header_values_are_found_in_a_catalog_written_as_a_mapping():
+    catalog = {"mirror": {"source": "url", "url": "https://a/x", "headers": {"A": "Bearer s2"}}}
+    assert header_values(catalog) == {"Bearer s2"}

@@ -57,7 +57,8 @@ MAPPING = {"flux_vae": {"source": "huggingface", "repo": "a/b", "file": "ae.safe
 
 
 def test_a_catalog_written_as_a_mapping_fails_saying_what_a_catalog_looks_like(tmp_path):
-    _, result = run_catalog(tmp_path, MAPPING)
+    output, result = run_catalog(tmp_path, {**MAPPING, "mirror": ENTRY})
+    assert SECRET not in output  # its header values are masked all the same
     assert result["failed"] is True
     assert "models_catalog must be a list of entries, one per file, got a mapping" in result["msg"]
     assert "for example: models_catalog: [{source: huggingface" in result["msg"]
