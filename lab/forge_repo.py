@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .paths import REPO_ROOT
+from .process_group import stop_group
 from .tls import issue_server_cert
 
 FORGE_TREE = REPO_ROOT / "tests" / "doubles" / "forge" / "repo"
@@ -345,6 +346,7 @@ def serving(gateway: str, out_dir: Path, ports: tuple[int, int] = (0, 0)) -> Ite
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its group: the upload-pack of a clone in flight stops with it
     )
     server = None
     try:
@@ -369,9 +371,4 @@ def serving(gateway: str, out_dir: Path, ports: tuple[int, int] = (0, 0)) -> Ite
         if server is not None:
             server.shutdown()
             server.server_close()
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        stop_group(daemon.pid, lambda: daemon.poll() is None)

@@ -32,6 +32,7 @@ from tests.harness.azurite import Azurite
 
 from . import forge_repo
 from .paths import REPO_ROOT, STATE_DIR, state_lock
+from .process_group import GRACE_S, stop_group
 from .tls import issue_server_cert
 from .vms import Lab, LabError
 
@@ -217,18 +218,16 @@ def start(lab: Lab, timeout: float = 30.0) -> Path:
 
 
 def stop(lab: Lab) -> bool:
-    """Stop the lab's background stand-ins; False when none was running."""
+    """Stop the lab's background stand-ins; False when none was running.
+
+    Their process group (``start``: a session of its own) gets SIGTERM: the server stops what
+    it started (Azurite saves its blob list) and exits; SIGKILL to the group follows after a
+    short grace, and the call returns once the server is gone (reaped when it is our own
+    child)."""
     pid = _running_pid(lab)
     if pid:
-        os.kill(pid, signal.SIGTERM)
-        # Azurite saves its blob list on the way out: give the stand-ins time to stop cleanly,
-        # then kill, and wait until the process is gone (reaped when it is our own child).
-        deadline = time.monotonic() + 45
-        while _alive(pid):
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 3600
-            time.sleep(0.1)
+        # the server's own stop of Azurite takes up to GRACE_S: a little more before SIGKILL
+        stop_group(pid, lambda: _alive(pid), grace=GRACE_S + 1.0)
     _pid_path(lab).unlink(missing_ok=True)
     vars_path(lab).unlink(missing_ok=True)
     return pid is not None

@@ -36,11 +36,11 @@ options:
     default: []
   model_catalog:
     description:
-      - Catalog entries (models_catalog); each C(base_model) is checked too.
+      - Catalog entries (models_catalog), a list of mappings; each C(base_model) is checked
+        too. Anything else fails with a message that shows what a catalog looks like.
       - Values of entries' C(headers) are masked like C(no_log) options, in the invocation
         logged to the host's journal and in the result.
-    type: list
-    elements: raw
+    type: raw
     default: []
   vram_gib:
     description: Overrides of the GiB of GPU memory each family needs.
@@ -149,6 +149,7 @@ torch_cuda_supported:
 
 import subprocess
 
+from ansible.module_utils.forge_fleet.catalog import check_shape
 from ansible.module_utils.forge_fleet.catalog_module import CatalogModule
 from ansible.module_utils.forge_fleet.disk_space import free_space
 from ansible.module_utils.forge_fleet.nvidia_gpu import (
@@ -168,7 +169,8 @@ def main() -> None:
             "torch_cuda": {"type": "str", "default": "cu121"},
             "model_families": {"type": "list", "elements": "str", "default": []},
             "model_bundles": {"type": "list", "elements": "str", "default": []},
-            "model_catalog": {"type": "list", "elements": "raw", "default": []},
+            # raw: a catalog that is not a list is refused with what it must look like
+            "model_catalog": {"type": "raw", "default": []},
             "vram_gib": {"type": "dict", "default": {}},
             "vram_shortfall": {"type": "str", "choices": ["fail", "warn"], "default": "fail"},
             "disk_path": {"type": "path"},
@@ -180,6 +182,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
+    shape = check_shape(params["model_catalog"])
+    if shape:
+        module.fail_json(msg=f"Cannot check the GPU memory for the catalog: {shape[0]}")
     disk = None
     if params["disk_path"]:
         try:

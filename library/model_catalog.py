@@ -23,9 +23,11 @@ description:
     task's own process (no connection, no module run); behaves the same in check mode.
 options:
   catalog:
-    description: Catalog entries (see the models role README for the keys per source).
-    type: list
-    elements: raw
+    description:
+      - Catalog entries, a list of mappings (see the models role README for the keys per
+        source). Anything else (a mapping of entries, say) fails with a message that shows
+        what a catalog looks like.
+    type: raw
     default: []
   bundles:
     description: Named bundles to add before the catalog entries.

@@ -35,9 +35,11 @@ options:
     required: true
     aliases: [dest]
   catalog:
-    description: Catalog entries (see the models role README for the keys per source).
-    type: list
-    elements: raw
+    description:
+      - Catalog entries, a list of mappings (see the models role README for the keys per
+        source). Anything else (a mapping of entries, say) fails before anything is asked or
+        written, with a message that shows what a catalog looks like.
+    type: raw
     default: []
   bundles:
     description: Named bundles added before the catalog entries (C(flux1_dev_fp8), C(sd15),
@@ -261,7 +263,8 @@ def main() -> None:
     module = CatalogModule(
         argument_spec={
             "forge_dir": {"type": "path", "required": True, "aliases": ["dest"]},
-            "catalog": {"type": "list", "elements": "raw", "default": []},
+            # raw: a catalog that is not a list is refused with what it must look like
+            "catalog": {"type": "raw", "default": []},
             "bundles": {"type": "list", "elements": "str", "default": []},
             "huggingface_token": {"type": "str", "no_log": True},
             "civitai_api_key": {"type": "str", "no_log": True},

@@ -17,8 +17,10 @@ completed later by the download plan; ``find_duplicate_destinations`` runs again
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any
 
+from .download_http import public_url
 from .vocabulary import FAMILIES, KIND_DIRS
 
 # CivitAI `model.type` -> kind, for entries that do not declare one.
@@ -107,21 +109,32 @@ class CatalogError(ValueError):
         self.problems = problems
 
 
+# What an entry says about itself, in this order, when nothing shorter names it.
+_TELLING_KEYS = ("source", "repo", "file", "url", "model_id", "version_id")
+
+
 def describe(entry: dict[str, Any], index: int, where: str = "models_catalog") -> str:
     """How findings name an entry: its position, and its name or what it points at."""
     source = entry.get("source")
     if entry.get("name"):
         what = str(entry["name"])
-    elif source == "huggingface":
-        what = f"{entry.get('repo')}/{entry.get('file')}"
-    elif source == "civitai":
-        what = (
-            f"civitai version {entry.get('version_id')}"
-            if entry.get("version_id")
-            else f"civitai model {entry.get('model_id')}"
-        )
+    elif source == "huggingface" and entry.get("repo") and entry.get("file"):
+        what = f"{entry['repo']}/{entry['file']}"
+    elif source == "civitai" and entry.get("version_id"):
+        what = f"civitai version {entry['version_id']}"
+    elif source == "civitai" and entry.get("model_id"):
+        what = f"civitai model {entry['model_id']}"
+    elif source == "url" and entry.get("url"):
+        what = public_url(str(entry["url"]))
     else:
-        what = str(entry.get("url", "?")).split("?")[0]
+        # Incomplete or of an unknown source: what it does say, so the operator finds it.
+        said = [
+            f"{key} {public_url(str(entry[key])) if key == 'url' else entry[key]!r}"
+            for key in _TELLING_KEYS
+            if entry.get(key) not in (None, "")
+        ]
+        keys = ", ".join(map(str, entry))
+        what = ", ".join(said) or (f"keys {keys}" if keys else "an empty entry")
     return f"{where}[{index}] ({what})"
 
 
@@ -139,12 +152,51 @@ def expand_bundles(bundles: list[str]) -> tuple[list[dict[str, Any]], list[str]]
     return entries, problems
 
 
+# One entry as a catalog writes it (flow YAML, to fit in a one-line message).
+ENTRY_EXAMPLE = (
+    "{source: huggingface, repo: black-forest-labs/FLUX.1-dev, file: ae.safetensors, kind: vae}"
+)
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
+
+
+def check_shape(catalog: Any, where: str = "models_catalog") -> list[str]:
+    """What is wrong with the catalog's shape, before any entry is looked at: it must be a
+    list of entries, one per file (empty when it is)."""
+    if catalog is None or isinstance(catalog, list):
+        return []
+    if isinstance(catalog, dict):
+        keys = ", ".join(map(str, list(catalog)[:5])) + (", ..." if len(catalog) > 5 else "")
+        how = (
+            f"a mapping (keys {keys}); write each entry as a list item, a line starting with "
+            "'-' (a key that named an entry becomes its 'name')"
+        )
+    else:
+        how = f"{_type_name(catalog)}; write each entry as a list item, a line starting with '-'"
+    return [
+        f"{where} must be a list of entries, one per file, got {how}; "
+        f"for example: {where}: [{ENTRY_EXAMPLE}]"
+    ]
+
+
 def check_entry(entry: Any, index: int, where_list: str = "models_catalog") -> list[str]:
     """Every problem with one entry's keys and values (empty when it is usable)."""
     if not isinstance(entry, dict):
-        return [f"{where_list}[{index}] must be a mapping, got {type(entry).__name__}"]
+        return [
+            f"{where_list}[{index}] ({entry!r}) must be a mapping of keys (source, repo, file, "
+            f"kind, ...), got {_type_name(entry)}; for example: {ENTRY_EXAMPLE}"
+        ]
     where = describe(entry, index, where_list)
     source = entry.get("source")
+    if source is None:
+        sources = ", ".join(SOURCE_KEYS)
+        return [f"{where}: add 'source' ({sources}): where the file comes from"]
     if source not in SOURCE_KEYS:
         return [f"{where}: source must be one of {', '.join(SOURCE_KEYS)}, got {source!r}"]
     spec = SOURCE_KEYS[source]
@@ -194,9 +246,54 @@ def _check_values(entry: dict[str, Any], where: str) -> list[str]:
             )
         if "headers" in entry and not isinstance(entry["headers"], dict):
             problems.append(f"{where}: headers must be a mapping of header name to value")
-    elif source == "huggingface" and str(entry.get("repo", "")).count("/") != 1:
-        problems.append(f"{where}: repo must look like 'owner/name'")
+        problems += _check_url_path(url, where)
+    elif source == "huggingface":
+        if str(entry.get("repo", "")).count("/") != 1:
+            problems.append(f"{where}: repo must look like 'owner/name'")
+        if "file" in entry:
+            problems += _check_repo_file(entry["file"], where)
     return problems
+
+
+def path_problem(path: str) -> str | None:
+    """Why a '/'-separated path could lead elsewhere than where it says: an absolute path,
+    or an empty, '.' or '..' segment (read as written and with %-escapes decoded)."""
+    if path.startswith("/"):
+        return "it is absolute (starts with '/')"
+    return _segments_problem(path.split("/"))
+
+
+def _segments_problem(segments: list[str]) -> str | None:
+    for segment in segments:
+        plain = urllib.parse.unquote(segment)
+        if plain in (".", ".."):
+            return f"it has a {plain!r} segment"
+        if not segment:
+            return "it has an empty segment ('//' or a '/' at either end)"
+    return None
+
+
+def _check_repo_file(path: Any, where: str) -> list[str]:
+    problem = path_problem(str(path)) if path not in (None, "") else "it is empty"
+    if problem is None:
+        return []
+    return [
+        f"{where}: file {path!r} must be a path inside the repository, as the Hub lists it "
+        f"(for example 'vae/diffusion_pytorch_model.safetensors'), but {problem}; "
+        "give the file's path from the repository's 'Files' tab"
+    ]
+
+
+def _check_url_path(url: str, where: str) -> list[str]:
+    parts = urllib.parse.urlsplit(url)
+    # the path after the host's '/': its segments, the first one included
+    problem = _segments_problem(parts.path.split("/")[1:]) if parts.path not in ("", "/") else None
+    if problem is None:
+        return []
+    return [
+        f"{where}: the URL's path {parts.path!r} must name the file directly, but {problem}; "
+        "give the address of the file itself"
+    ]
 
 
 def _check_civitai(entry: dict[str, Any], where: str) -> list[str]:
@@ -253,6 +350,8 @@ def header_values(entries: Any) -> set[str]:
     """The values of every entry's ``headers`` (credentials for a private mirror, as often as
     not): what a module must mask. Takes the catalog as given, checked or not."""
     values = set()
+    if isinstance(entries, dict):  # a catalog written as a mapping: refused, and still masked
+        entries = list(entries.values())
     for entry in entries if isinstance(entries, list) else []:
         headers = entry.get("headers") if isinstance(entry, dict) else None
         for value in (headers or {}).values() if isinstance(headers, dict) else []:
@@ -261,12 +360,16 @@ def header_values(entries: Any) -> set[str]:
     return values
 
 
-def normalize_catalog(entries: list[Any], bundles: list[str] | None = None) -> list[dict[str, Any]]:
+def normalize_catalog(entries: Any, bundles: list[str] | None = None) -> list[dict[str, Any]]:
     """Bundles first, then the entries; each with ``label`` and ``destination`` (or None).
 
-    Raises CatalogError listing every problem when anything is wrong.
+    ``entries`` is the catalog as given (a mapping or a string is refused with what the
+    catalog must look like). Raises CatalogError listing every problem when anything is wrong.
     """
     expanded, problems = expand_bundles(list(bundles or []))
+    shape = check_shape(entries)
+    if shape:
+        raise CatalogError(problems + shape)
     numbered = [(e, i, "models_bundles") for i, e in enumerate(expanded)]
     numbered += [(e, i, "models_catalog") for i, e in enumerate(entries or [])]
     normalized = []

@@ -16,7 +16,6 @@ import os
 
 from .download_http import DownloadError, public_url
 from .download_item import PlanItem
-from .download_plan import _stat
 
 WRITEBACK_BYTES = 32 * 1024 * 1024  # written bytes handed to the kernel's writeback at a time
 STATE_SAVE_S = 2.0  # a single stream records its resume point this often
@@ -36,6 +35,19 @@ def _start_writeback(fd: int, start: int, length: int) -> None:
             os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
 
 
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def bytes_kept(item: PlanItem, path: str) -> int:
+    """Bytes of ``<path>.partial`` that a download of ``item`` resumes from (0 when it would
+    discard them): what the plan subtracts from what is left to fetch."""
+    return _Partial(item, path).kept()
+
+
 class _Partial:
     """``<path>.partial`` and its resume record for one plan item."""
 
@@ -47,19 +59,44 @@ class _Partial:
         self.saving_path = self.state_path + ".saving"  # the record while it is being saved
         self.label = item.label
 
-    def resume_point(self, digest, buffer_bytes: int) -> int:
-        """Bytes already in the partial file that belong to this same download."""
+    def kept(self) -> int:
+        """Bytes of the partial file that a run keeps and resumes from: the resume record's
+        verified prefix when the record is for this same download (same sha256 and URL), no
+        more than the file holds; 0 when the run would discard the file. Reads only: the plan
+        counts what is left to fetch with it, the run resumes from it (``resume_point``)."""
+        prefix = self._recorded_prefix()
+        size = _size(self.partial)
+        if prefix is None or size is None:
+            return 0
+        return min(prefix, size)
+
+    def _recorded_prefix(self) -> int | None:
+        """The resume record's prefix, or None when it is missing, unreadable or for another
+        download (the expected sha256 or the URL changed)."""
         try:
             with open(self.state_path) as handle:
                 state = json.load(handle)
         except (OSError, ValueError):
-            state = {}
+            return None
+        if not isinstance(state, dict):
+            return None
         if state.get("sha256") != self.item.sha256 or state.get("url_key") != self._url_key():
+            return None
+        try:
+            return max(int(state.get("prefix", 0)), 0)
+        except (TypeError, ValueError):
+            return None
+
+    def resume_point(self, digest, buffer_bytes: int) -> int:
+        """Bytes already in the partial file that belong to this same download (``kept``):
+        the file is cut to them and they are hashed; a partial of another download is
+        deleted with its record."""
+        if self._recorded_prefix() is None:
             for stale in (self.partial, self.state_path, self.saving_path):
                 if os.path.exists(stale):
                     os.unlink(stale)
             return 0
-        done = min(int(state.get("prefix", 0)), (_stat(self.partial) or (0, 0))[0])
+        done = self.kept()
         with open(self.partial, "r+b") as handle:
             handle.truncate(done)
             remaining = done

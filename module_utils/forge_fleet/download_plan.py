@@ -15,6 +15,7 @@ from typing import Any
 from .catalog import find_duplicate_destinations
 from .download_http import DownloadError, Settings
 from .download_item import PlanItem
+from .download_partial import bytes_kept
 from .download_resolve import entry_key, resolve
 from .hashing import sha256_file
 from .model_inspect import civitai_base_model_family
@@ -95,12 +96,13 @@ def make_plan(entries: list[dict[str, Any]], forge_dir: str, settings: Settings)
 
 
 def _bytes_to_fetch(item: PlanItem, path: str) -> int:
-    """What a download or repair still has to fetch: the size less a ``.partial`` it resumes."""
+    """What a download or repair still has to fetch: the size less the part of a
+    ``.partial`` that the run resumes from, decided as the run decides it (a partial of
+    another download, or beyond its recorded resume point, is fetched again)."""
     if item.action not in ("download", "repair"):
         return 0
-    partial = _stat(path + ".partial")
     expected = item.size or item.size_estimate or 0
-    return max(expected - (partial[0] if partial else 0), 0)
+    return max(expected - bytes_kept(item, path), 0)
 
 
 def settle_by_hashing(plan: list[PlanItem], forge_dir: str) -> None:

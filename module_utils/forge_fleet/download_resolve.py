@@ -157,7 +157,18 @@ def _civitai_resolve(entry: dict[str, Any], settings: Settings) -> dict[str, Any
             raise DownloadError(f"{label}: CivitAI model {entry['model_id']} has no versions")
         version_id = versions[0]["id"]
     version = _get_json(f"{api}/api/v1/model-versions/{int(version_id)}", settings, label, key)
-    chosen = _pick_civitai_file(version.get("files") or [], entry, label)
+    files = version.get("files") or []
+    if not files:
+        # No filter can match in an empty list: say why the list is empty, not what was offered.
+        until = version.get("earlyAccessEndsAt")
+        raise DownloadError(
+            f"{label}: CivitAI version {version_id} lists no files"
+            + (f" (early access until {until})" if until else " (early access, or removed)")
+            + "; choose another version_id from the model's page on CivitAI"
+            + (", or wait until the early access ends" if until else "")
+            + ", then re-run; nothing was downloaded"
+        )
+    chosen = _pick_civitai_file(files, entry, label)
     meta = chosen.get("metadata") or {}
     query = {"type": chosen.get("type"), "format": meta.get("format")}
     if meta.get("size"):

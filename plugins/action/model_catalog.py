@@ -28,7 +28,9 @@ from ansible.module_utils.forge_fleet.catalog import (  # noqa: E402
 )
 
 ARGUMENT_SPEC = {
-    "catalog": {"type": "list", "elements": "raw", "default": []},
+    # raw, not list: a catalog written as a mapping is refused by normalize_catalog, which
+    # says what a catalog must look like (Ansible's type error named no entry and no fix)
+    "catalog": {"type": "raw", "default": []},
     "bundles": {"type": "list", "elements": "str", "default": []},
 }
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
 from lab.paths import REPO_ROOT
+from lab.process_group import stop_group
 from lab.tls import CA_CERT
 
 ACCOUNT = "devstoreaccount1"
@@ -22,6 +23,9 @@ ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 AZURITE = REPO_ROOT / "node_modules/.bin/azurite-blob"
+# What Azurite prints once its SIGTERM shutdown has saved its blob list; it may keep running
+# after that (a client's open connection holds it), so stop() kills it then.
+CLOSED = b"Azurite Blob service successfully closed"
 
 
 def _free_port(host: str) -> int:
@@ -44,12 +48,17 @@ class Azurite:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [str(AZURITE), "--blobHost", self.host, "--blobPort", str(self.port),
-             "--location", str(self.data_dir), "--cert", self.tls[0], "--key", self.tls[1],
-             "--silent", "--loose", "--skipApiVersionCheck"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        # Its own messages, beside its data: stop() reads there when its data is saved.
+        self.log = self.data_dir.with_name(f"{self.data_dir.name}.log")
+        with open(self.log, "wb") as log:
+            # A process group of its own: stop() stops it and whatever it started, at once.
+            self.process = subprocess.Popen(
+                [str(AZURITE), "--blobHost", self.host, "--blobPort", str(self.port),
+                 "--location", str(self.data_dir), "--cert", self.tls[0], "--key", self.tls[1],
+                 "--silent", "--loose", "--skipApiVersionCheck"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -62,14 +71,15 @@ class Azurite:
         raise RuntimeError("azurite-blob did not listen within 30 s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            # SIGTERM: Azurite saves its metadata (saved only every few seconds otherwise)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        """SIGTERM (Azurite saves its blob list, saved only every few seconds otherwise),
+        then SIGKILL to its process group as soon as it says it closed, within a second."""
+        process = self.process
+        if process and process.poll() is None:
+            stop_group(
+                process.pid,
+                lambda: process.poll() is None,
+                done=lambda: CLOSED in self.log.read_bytes(),
+            )
         self.process = None
 
     @contextlib.contextmanager

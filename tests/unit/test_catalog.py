@@ -129,3 +129,121 @@ def test_header_values_are_found_in_any_catalog_even_a_malformed_one():
     ]
     assert header_values(catalog) == {"Bearer s1", "7"}
     assert header_values("not a list") == set()
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("../../../etc/x", "a '..' segment"),
+        ("..", "a '..' segment"),
+        ("vae/%2e%2e/%2E%2E/x", "a '..' segment"),
+        ("./ae.safetensors", "a '.' segment"),
+        ("/etc/passwd", "absolute"),
+        ("vae//ae.safetensors", "an empty segment"),
+        ("vae/", "an empty segment"),
+        ("", "empty"),
+    ],
+)
+def test_huggingface_file_must_stay_inside_the_repository(path, why):
+    [problem] = problems_of([dict(HF_VAE, file=path)])
+    assert problem.startswith("models_catalog[0] (")
+    assert f"file {path!r} must be a path inside the repository" in problem
+    assert why in problem
+    assert "give the file's path from the repository's 'Files' tab" in problem
+
+
+def test_huggingface_file_in_folders_of_the_repository_is_accepted():
+    [entry] = normalize_catalog([dict(HF_VAE, file="split_files/vae/ae.v1.safetensors")])
+    assert entry["destination"] == "models/VAE/ae.v1.safetensors"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://mirror.example/loras/../../x.safetensors", "a '..' segment"),
+        ("https://mirror.example/loras/%2E%2E/x.safetensors", "a '..' segment"),
+        ("https://mirror.example/loras/./x.safetensors", "a '.' segment"),
+        ("https://mirror.example//x.safetensors", "an empty segment"),
+        ("https://mirror.example/loras/..", "a '..' segment"),
+    ],
+)
+def test_url_path_must_name_the_file_directly(url, why):
+    [problem] = problems_of([{"source": "url", "url": url, "kind": "lora"}])
+    assert "the URL's path" in problem and "must name the file directly" in problem
+    assert why in problem
+    assert "give the address of the file itself" in problem
+
+
+def test_a_catalog_written_as_a_mapping_says_what_a_catalog_looks_like():
+    catalog = {"flux_vae": {"source": "huggingface", "repo": "a/b", "file": "ae.safetensors"}}
+    [problem] = problems_of(catalog)
+    assert problem.startswith(
+        "models_catalog must be a list of entries, one per file, got a mapping (keys flux_vae)"
+    )
+    assert "a line starting with '-'" in problem and "becomes its 'name'" in problem
+    assert "for example: models_catalog: [{source: huggingface, repo: " in problem
+
+
+def test_a_catalog_written_as_a_string_says_what_a_catalog_looks_like():
+    [problem] = problems_of("flux1-dev.safetensors")
+    assert problem.startswith("models_catalog must be a list of entries, one per file, got a str")
+    assert "for example: models_catalog: [{source: huggingface" in problem
+
+
+def test_an_entry_that_is_not_a_mapping_is_shown_with_an_example():
+    [problem] = problems_of(["ae.safetensors"])
+    assert problem.startswith("models_catalog[0] ('ae.safetensors') must be a mapping of keys")
+    assert "for example: {source: huggingface" in problem
+
+
+@pytest.mark.parametrize(
+    ("entry", "named", "says"),
+    [
+        (
+            {"source": "hf", "repo": "a/b", "file": "x.safetensors", "kind": "vae"},
+            "models_catalog[0] (source 'hf', repo 'a/b', file 'x.safetensors')",
+            "source must be one of huggingface, civitai, url, got 'hf'",
+        ),
+        (
+            {"repo": "a/b", "file": "x.safetensors", "kind": "vae"},
+            "models_catalog[0] (repo 'a/b', file 'x.safetensors')",
+            "add 'source' (huggingface, civitai, url)",
+        ),
+        (
+            {"source": "huggingface", "repo": "a/b", "kind": "vae"},
+            "models_catalog[0] (source 'huggingface', repo 'a/b')",
+            "missing 'file'",
+        ),
+        (
+            {"source": "civitai"},
+            "models_catalog[0] (source 'civitai')",
+            "give exactly one of model_id or version_id",
+        ),
+        (
+            {"source": "url", "kind": "lora"},
+            "models_catalog[0] (source 'url')",
+            "missing 'url'",
+        ),
+        (
+            {"kind": "vae"},
+            "models_catalog[0] (keys kind)",
+            "add 'source'",
+        ),
+    ],
+)
+def test_an_entry_without_a_name_is_named_by_what_it_says(entry, named, says):
+    problems = problems_of([entry])
+    assert all(p.startswith(named + ": ") for p in problems), problems
+    assert any(says in p for p in problems), problems
+
+
+def test_a_url_entry_is_named_without_its_credentials_or_query():
+    entry = {"source": "url", "url": "https://u:pw@mirror.example/x?sig=s3cret", "kind": "bad"}
+    [problem] = problems_of([entry])
+    assert problem.startswith("models_catalog[0] (https://mirror.example/x): kind must be")
+    assert "pw" not in problem and "s3cret" not in problem
+
+
+def test_header_values_are_found_in_a_catalog_written_as_a_mapping():
+    catalog = {"mirror": {"source": "url", "url": "https://a/x", "headers": {"A": "Bearer s2"}}}
+    assert header_values(catalog) == {"Bearer s2"}

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from forge_fleet import download_task
 from forge_fleet.http_download import (
     USER_AGENT,
     DownloadError,
@@ -500,6 +501,69 @@ def test_civitai_entry_matching_no_file_lists_what_is_offered(hub, tmp_path, for
     message = str(caught.value)
     assert "no file matches" in message
     assert "model-fp16.safetensors" in message and "model-fp32.safetensors" in message
+
+
+def test_civitai_version_listing_no_files_says_so_and_what_to_do(hub, tmp_path, forge):
+    hub.add_civitai_version(7, 70, real_model(tmp_path / "x", 100), name="x.safetensors")
+    hub.state.civitai_versions[7]["files"] = []  # early access, or its files were removed
+    with pytest.raises(DownloadError) as caught:
+        make_plan([civitai_entry(version_id=7)], str(forge), settings(hub))
+    message = str(caught.value)
+    assert message.startswith(
+        "models_catalog[1] (civitai): CivitAI version 7 lists no files (early access, or removed)"
+    )
+    assert "choose another version_id from the model's page on CivitAI" in message
+    assert "no file matches" not in message and "offered" not in message
+    assert list(forge.iterdir()) == []
+    assert hub.cdn_requests() == []
+
+
+def test_civitai_version_in_early_access_says_until_when(hub, tmp_path, forge):
+    hub.add_civitai_version(8, 80, real_model(tmp_path / "x", 100), name="x.safetensors")
+    hub.state.civitai_versions[8].update(files=[], earlyAccessEndsAt="2026-12-24T00:00:00.000Z")
+    with pytest.raises(DownloadError) as caught:
+        make_plan([civitai_entry(version_id=8)], str(forge), settings(hub))
+    message = str(caught.value)
+    assert "lists no files (early access until 2026-12-24T00:00:00.000Z)" in message
+    assert "or wait until the early access ends" in message
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"source": "huggingface", "repo": "org/flux", "file": "../../../etc/x", "kind": "vae"},
+        {"source": "huggingface", "repo": "org/flux", "file": "..", "kind": "vae"},
+        {"source": "url", "url": "https://mirror.example/a/../../x.safetensors", "kind": "vae"},
+    ],
+)
+def test_a_path_leaving_its_folder_is_refused_before_any_request_or_file(hub, forge, entry):
+    params = {
+        "forge_dir": str(forge),
+        "catalog": [entry],
+        "bundles": [],
+        "huggingface_endpoint": hub.api_url,
+        "civitai_endpoint": hub.api_url,
+        "huggingface_token": TOKEN,
+        "civitai_api_key": None,
+        "connections_per_file": 1,
+        "parallel_files": 1,
+        "verify": False,
+        "progress_file": str(forge / "progress.json"),
+        "retries": 0,
+        "ca_file": None,
+        "cache_sas_url": None,
+        "azcopy": "azcopy",
+        "hash_changed": True,
+        "folders": [],
+        "compat": False,
+        "allow_pickle": False,
+    }
+    failed, result = download_task.run_task(params, check_mode=False)
+    assert failed is True
+    assert result["msg"].startswith("The model catalog has 1 problem(s), nothing downloaded: ")
+    assert "models_catalog[0] (" in result["msg"] and "'..' segment" in result["msg"]
+    assert hub.state.log == []
+    assert list(forge.iterdir()) == []
 
 
 def test_parallel_files_are_bounded_by_the_setting(hub, tmp_path, forge):
