@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from lab import forge_repo
+from forge_fleet import env_file
+from lab import forge_repo, podman
 from lab.paths import REPO_ROOT
 from tests.harness.playbook import run_playbook
 
@@ -246,6 +247,27 @@ def test_no_password_in_ps_journal_sysinfo_or_vvv_output(lab, converged, column)
     journal = lab.exec(lab.hosts[0], "journalctl", "--no-pager", "-u", UNIT, "-o", "cat")
     launched = re.findall(r"^Launching Web UI with arguments: .*$", journal, re.M)
     assert launched and all("--api-auth" not in line for line in launched)
+
+
+def test_systemd_reads_forges_environment_file_as_the_preparation_does(lab, converged):
+    # one file, two readers: the forge_prepare module (env_file.parse) and the unit's
+    # EnvironmentFile=; values with spaces, quotes, backslashes and $ mean the same to both
+    variables = {
+        "TORCH_COMMAND": 'pip install torch==2.3.1 --extra-index-url "https://x/whl" $HOME \\d',
+        "venv_dir": "-",
+        "EMPTY": "",
+    }
+    text = env_file.render(variables, "a header\nof two lines")
+    assert env_file.parse(text) == variables
+    host = lab.hosts[0]
+    podman.exec_in(host, "sh", "-c", "cat > /run/forge-env-test", input_text=text)
+    shown = lab.exec(
+        host,
+        "systemd-run", "--pipe", "--quiet", "--wait",
+        "--property=EnvironmentFile=/run/forge-env-test", "env",
+    )  # fmt: skip
+    for name, value in variables.items():
+        assert f"{name}={value}" in shown.splitlines()
 
 
 def test_an_argument_change_restarts_forge_exactly_once(lab, rerun):

@@ -1,10 +1,8 @@
 """module_utils/forge_fleet/env_file.py: Forge's environment file, written by the forge role
-and read by the preparation and by systemd (EnvironmentFile=)."""
+and read by the preparation and by systemd (EnvironmentFile=; systemd's reading of the same
+file: tests/integration/test_webui.py)."""
 
 from __future__ import annotations
-
-import shutil
-import subprocess
 
 import pytest
 
@@ -21,20 +19,6 @@ def test_what_render_writes_parse_reads_back():
     text = env_file.render(VARIABLES, "Forge's settings\nsecond line")
     assert text.startswith("# Forge's settings\n# second line\n")
     assert env_file.parse(text) == VARIABLES
-
-
-@pytest.mark.skipif(not shutil.which("systemd-run"), reason="no systemd-run here")
-def test_systemd_reads_the_file_as_parse_does(tmp_path):  # pragma: no cover - host-dependent
-    path = tmp_path / "forge.env"
-    path.write_text(env_file.render(VARIABLES))
-    shown = subprocess.run(
-        ["systemd-run", "--pipe", "--quiet", "--wait", f"--property=EnvironmentFile={path}", "env"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if shown.returncode != 0:
-        pytest.skip(f"systemd-run cannot run a unit here: {shown.stderr.strip()}")
-    for name, value in VARIABLES.items():
-        assert f"{name}={value}" in shown.stdout.splitlines()
 
 
 def test_a_line_it_cannot_read_is_named():
