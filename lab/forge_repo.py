@@ -322,6 +322,34 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def start_git_daemon(gateway: str, port: int, base: Path | str) -> subprocess.Popen:
+    """``git daemon`` serving every repository under ``base`` on ``gateway:port``, in a
+    process group of its own (stop_git_daemon), once it listens."""
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--informative-errors",
+            f"--base-path={base}",
+            f"--listen={gateway}",
+            f"--port={port}",
+            str(base),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its group: the upload-pack of a clone in flight stops with it
+    )
+    _wait_listening(gateway, port, daemon)
+    return daemon
+
+
+def stop_git_daemon(daemon: subprocess.Popen) -> None:
+    stop_group(daemon.pid, lambda: daemon.poll() is None)
+
+
 @contextlib.contextmanager
 def serving(gateway: str, out_dir: Path, ports: tuple[int, int] = (0, 0)) -> Iterator[Served]:
     """Build, then serve the repositories (git daemon) and the package index (HTTPS).
@@ -331,26 +359,9 @@ def serving(gateway: str, out_dir: Path, ports: tuple[int, int] = (0, 0)) -> Ite
     """
     built = build(out_dir)
     git_port = ports[0] or _free_port(gateway)
-    daemon = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--informative-errors",
-            f"--base-path={built.git_dir}",
-            f"--listen={gateway}",
-            f"--port={git_port}",
-            str(built.git_dir),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its group: the upload-pack of a clone in flight stops with it
-    )
+    daemon = start_git_daemon(gateway, git_port, built.git_dir)
     server = None
     try:
-        _wait_listening(gateway, git_port, daemon)
         cert, key = issue_server_cert([gateway], out_dir / "tls")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert), str(key))
@@ -371,4 +382,4 @@ def serving(gateway: str, out_dir: Path, ports: tuple[int, int] = (0, 0)) -> Ite
         if server is not None:
             server.shutdown()
             server.server_close()
-        stop_group(daemon.pid, lambda: daemon.poll() is None)
+        stop_git_daemon(daemon)

@@ -139,25 +139,10 @@ def serving_upstream(gateway: str, source: str, folder: Path) -> Iterator[Upstre
         yield Upstream(source, source)
         return
     git_port, https_port = forge_repo.stable_ports(gateway, f"real-forge:{folder}")
-    daemon = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--informative-errors",
-            f"--base-path={source}",
-            f"--listen={gateway}",
-            f"--port={git_port or 9418}",
-            source,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    git_port = git_port or 9418
+    daemon = forge_repo.start_git_daemon(gateway, git_port, source)
     server = None
     try:
-        forge_repo._wait_listening(gateway, git_port or 9418, daemon)
         cert, key = issue_server_cert([gateway], folder / "tls")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert), str(key))
@@ -171,7 +156,7 @@ def serving_upstream(gateway: str, source: str, folder: Path) -> Iterator[Upstre
         server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         yield Upstream(
-            git_base=f"git://{gateway}:{git_port or 9418}",
+            git_base=f"git://{gateway}:{git_port}",
             file_base=f"https://{gateway}:{server.server_address[1]}",
             requests=handler.log_lines,
         )
@@ -179,8 +164,7 @@ def serving_upstream(gateway: str, source: str, folder: Path) -> Iterator[Upstre
         if server is not None:
             server.shutdown()
             server.server_close()
-        daemon.terminate()
-        daemon.wait(timeout=10)
+        forge_repo.stop_git_daemon(daemon)
 
 
 def pip_cache_volume() -> str:
