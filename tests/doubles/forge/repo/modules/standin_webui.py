@@ -36,10 +36,14 @@ import json
 import os
 import platform
 import secrets
+import signal
 import socketserver
 import sys
+import threading
 import time
 import urllib.parse
+
+from modules import standin_share
 
 SCENARIO_FILE = "/etc/forge-lab/webui-scenario"
 NOT_AUTHENTICATED = {"detail": "Not authenticated"}
@@ -364,19 +368,48 @@ def make_server(args, argv: list[str]) -> tuple[_Server, str]:
     return server, host
 
 
-def share_lines(scenario: dict[str, str]) -> list[str]:
-    """What gradio prints after the local URL when --share is on."""
+def share_lines(scenario: dict[str, str], port: int, tunnels: list) -> list[str]:
+    """What gradio prints after the local URL when --share is on. With gradio's
+    GRADIO_SHARE_SERVER_ADDRESS (the lab's share server) the link is a real tunnel, appended
+    to ``tunnels``; without it a made-up gradio.live link that leads nowhere."""
     if "share-fail" in scenario:
         return [SHARE_FAILED]
     if "share-missing-binary" in scenario:
         folder = os.path.join(sys.prefix, "lib", "python3", "site-packages", "gradio")
         return [SHARE_MISSING_BINARY.format(path=folder + "/frpc_linux_amd64_v0.2", folder=folder)]
-    link = secrets.token_hex(9)
+    server = os.environ.get("GRADIO_SHARE_SERVER_ADDRESS")
+    if server:
+        tunnel = standin_share.Tunnel(server, port)
+        try:
+            link = tunnel.open()
+        except standin_share.TunnelError:
+            return [SHARE_FAILED]
+        tunnels.append(tunnel)
+    else:
+        link = f"https://{secrets.token_hex(9)}.gradio.live"
     return [
-        f"Running on public URL: https://{link}.gradio.live",
+        f"Running on public URL: {link}",
         "\nThis share link expires in 72 hours. For free permanent hosting and GPU upgrades, "
         "run `gradio deploy` from Terminal to deploy to Spaces (https://huggingface.co/spaces)",
     ]
+
+
+def announce(host: str, port: int, args, scenario: dict[str, str], tunnels: list) -> None:
+    """gradio's launch lines: the local URL, then the share link or why there is none."""
+    print(f"Running on local URL:  http://{host}:{port}", flush=True)
+    if args.share:
+        for line in share_lines(scenario, port, tunnels):
+            print(line, flush=True)
+    else:
+        print("\nTo create a public link, set `share=True` in `launch()`.", flush=True)
+
+
+def reload_ui(host: str, port: int, args, tunnels: list) -> None:
+    """Forge's "Reload UI": gradio launches again in the same process, with a new link."""
+    while tunnels:
+        tunnels.pop().close()
+    print("Reloading UI (lab stand-in)", flush=True)
+    announce(host, port, args, read_scenario(), tunnels)
 
 
 def serve(args, argv: list[str] | None = None) -> None:
@@ -404,11 +437,15 @@ def serve(args, argv: list[str] | None = None) -> None:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
     server, host = users_server
-    print(f"Running on local URL:  http://{host}:{server.server_address[1]}", flush=True)
-    if args.share:
-        for line in share_lines(scenario):
-            print(line, flush=True)
-    else:
-        print("\nTo create a public link, set `share=True` in `launch()`.", flush=True)
+    port = server.server_address[1]
+    tunnels: list = []
+    announce(host, port, args, scenario, tunnels)
+    # the lab's stand-in for the UI's "Reload UI" button: SIGUSR1 (a thread: not in the handler)
+    signal.signal(
+        signal.SIGUSR1,
+        lambda *_: threading.Thread(
+            target=reload_ui, args=(host, port, args, tunnels), daemon=True
+        ).start(),
+    )
     print(f"Startup time: {time.monotonic() - started:.1f}s (lab stand-in)", flush=True)
     server.serve_forever()

@@ -1,0 +1,110 @@
+"""The Forge stand-in's share tunnel: what gradio's frpc does, for the lab's share server.
+
+With ``GRADIO_SHARE_SERVER_ADDRESS`` (``host:port``, gradio's own variable) the stand-in logs
+in to that server (tests/doubles/share_relay.py, the protocol is theirs alone), prints the
+link it gets, and carries every request the server sends for that link to Forge's local
+port. When the server drops the link the tunnel ends without a word, as gradio's does.
+
+Standard library only: it runs in the VM's conda env (Python 3.8+).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+CONNECT_TIMEOUT = 10.0
+
+
+class TunnelError(OSError):
+    """The share server could not be reached or refused the login."""
+
+
+def _read_line(sock: socket.socket, limit: int = 256) -> str:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < limit:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("ascii", "replace").strip()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class Tunnel:
+    """One link: open while the share server keeps it."""
+
+    def __init__(self, server_address: str, local_port: int, local_host: str = "127.0.0.1"):
+        host, _, port = server_address.rpartition(":")
+        self.server = (host, int(port))
+        self.local = (local_host, local_port)
+        self.url = ""
+        self._control: socket.socket | None = None
+
+    def open(self) -> str:
+        """Log in and return the public link; raises TunnelError."""
+        try:
+            control = socket.create_connection(self.server, timeout=CONNECT_TIMEOUT)
+            control.sendall(b"LOGIN\n")
+            answer = _read_line(control)
+        except OSError as error:
+            raise TunnelError(f"cannot reach the share server {self.server}: {error}") from error
+        if not answer.startswith("OK "):
+            control.close()
+            raise TunnelError(f"the share server refused the tunnel: {answer!r}")
+        control.settimeout(None)
+        self._control = control
+        self.url = answer[3:]
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self.url
+
+    def close(self) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            with contextlib.suppress(OSError):
+                control.shutdown(socket.SHUT_RDWR)
+            control.close()
+
+    def _serve(self) -> None:
+        control = self._control
+        while control is not None:
+            try:
+                line = _read_line(control)
+            except OSError:
+                return
+            if not line:
+                return  # the server dropped the link: nothing is printed, as with gradio
+            if line.startswith("CONNECT "):
+                threading.Thread(target=self._carry, args=(line[8:],), daemon=True).start()
+
+    def _carry(self, number: str) -> None:
+        try:
+            remote = socket.create_connection(self.server, timeout=CONNECT_TIMEOUT)
+        except OSError:
+            return
+        try:
+            remote.sendall(f"DATA {number}\n".encode())
+            local = socket.create_connection(self.local, timeout=CONNECT_TIMEOUT)
+        except OSError:
+            remote.close()
+            return
+        remote.settimeout(None)
+        local.settimeout(None)
+        threading.Thread(target=_pipe, args=(remote, local), daemon=True).start()
+        _pipe(local, remote)
