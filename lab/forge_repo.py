@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.doubles.share_relay import ShareRelay
+
 from .paths import REPO_ROOT
 from .process_group import stop_group
 from .tls import issue_server_cert
@@ -100,6 +102,7 @@ class Served:
     built: Built
     git_url: str
     index_url: str
+    share_relay: ShareRelay | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -132,6 +135,15 @@ class Served:
             # used only with conda_install: true (a host without conda)
             "conda_installer_url": self.miniforge_url,
             "conda_installer_sha256": self.miniforge_sha256,
+            # share links through the lab's share server, asked by the controller through it
+            **(
+                {
+                    "webui_share_server": self.share_relay.tunnel_address,
+                    "webui_share_check_via": self.share_relay.public_url,
+                }
+                if self.share_relay
+                else {}
+            ),
         }
 
 
@@ -351,17 +363,26 @@ def stop_git_daemon(daemon: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def serving(gateway: str, out_dir: Path, ports: tuple[int, int] = (0, 0)) -> Iterator[Served]:
-    """Build, then serve the repositories (git daemon) and the package index (HTTPS).
+def serving(
+    gateway: str,
+    out_dir: Path,
+    ports: tuple[int, int] = (0, 0),
+    share_ports: tuple[int, int] = (0, 0),
+) -> Iterator[Served]:
+    """Build, then serve the repositories (git daemon), the package index (HTTPS) and gradio's
+    share server for the stand-in's links (tests/doubles/share_relay.py).
 
-    ``ports``: (git, index); 0 = any free port. Fixed ports keep the URLs of a lab the same
-    from one run to the next, so a re-run sees no change of origin or index.
+    ``ports``: (git, index); ``share_ports``: (tunnel, public); 0 = any free port. Fixed ports
+    keep the URLs of a lab the same from one run to the next, so a re-run sees no change of
+    origin, index or share server.
     """
     built = build(out_dir)
     git_port = ports[0] or _free_port(gateway)
     daemon = start_git_daemon(gateway, git_port, built.git_dir)
     server = None
+    relay = ShareRelay(gateway, ports=share_ports)
     try:
+        relay.__enter__()
         cert, key = issue_server_cert([gateway], out_dir / "tls")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert), str(key))
@@ -377,8 +398,10 @@ def serving(gateway: str, out_dir: Path, ports: tuple[int, int] = (0, 0)) -> Ite
             built=built,
             git_url=f"git://{gateway}:{git_port}",
             index_url=f"https://{gateway}:{server.server_address[1]}",
+            share_relay=relay,
         )
     finally:
+        relay.__exit__(None, None, None)
         if server is not None:
             server.shutdown()
             server.server_close()

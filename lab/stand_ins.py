@@ -81,6 +81,7 @@ def running(gateway: str, vars_path: Path) -> Iterator[Path]:
             vars_path.parent / f"{vars_path.stem}-forge",
             # the same URLs on every run of this lab: a re-run changes nothing
             forge_repo.stable_ports(gateway, str(vars_path)),
+            share_ports=forge_repo.stable_ports(gateway, f"{vars_path}-share"),
         ) as forge,
         # a fixed port per lab, like the Forge stand-in's: the SAS URL stays the same
         Azurite(

@@ -10,8 +10,8 @@ module: forge_webui
 short_description: Read Forge's service state, or wait until Forge answers behind its login
 description:
   - O(state=probe) (read-only) - the unit's state, main PID, how long the main process has
-    run, what gradio printed about the share link during the current start (from the
-    journal of that start only), and, when the unit is active, what Forge answers to one
+    run, what gradio printed last about the share link during the current start and when
+    (from the journal of that start only), and, when the unit is active, what Forge answers to one
     C(GET /login_check) on O(port) now (so a caller can tell a healthy Forge without
     waiting).
   - With O(files) (O(state=probe) only), also compares the files the service reads, declared
@@ -104,6 +104,23 @@ share_url:
 share_error:
   description: Gradio's reason when it could not create a share link, or null.
   type: str
+  returned: always
+share_made_at:
+  description: >-
+    When gradio printed RV(share_url) or RV(share_error) (seconds since the epoch, as
+    journald stamped the line), or null. Forge's "Reload UI" prints a new link in the same
+    process: the newest line is the one returned, so this is the age of the link, not of
+    the process.
+  type: float
+  returned: always
+share_age_hours:
+  description: Hours since gradio printed RV(share_url); null without a link.
+  type: float
+  returned: always
+share_expires_at:
+  description: When RV(share_url) expires (72 hours after it was made, gradio's limit), in
+    seconds since the epoch; null without a link.
+  type: float
   returned: always
 local_url:
   description: The local URL gradio printed, or null.

@@ -8,6 +8,7 @@ Standard library only (runs on the VMs, Python 3.8+). I/O goes through two small
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import subprocess
 import time
@@ -32,6 +33,7 @@ SHOW_PROPERTIES = (
 PUBLIC_URL = re.compile(r"Running on public URL: (https?://\S+)")
 LOCAL_URL = re.compile(r"Running on local URL: +(https?://\S+)")
 SHARE_FAILED = "Could not create share link"
+SHARE_LIFETIME_HOURS = 72  # gradio 4: "This share link expires in 72 hours"
 
 
 class WebuiFailed(Exception):
@@ -73,17 +75,45 @@ def uptime_seconds(state: dict[str, str], now_usec: int) -> float | None:
     return max(0.0, (now_usec - started) / 1_000_000)
 
 
-def journal(name: str, invocation_id: str, lines: int = 0, run: Runner = run_command) -> list[str]:
-    """The messages one start (invocation) of the unit wrote, oldest first."""
+def journal_entries(
+    name: str, invocation_id: str, lines: int = 0, run: Runner = run_command
+) -> list[tuple[float, str]]:
+    """(time, message) of every line one start (invocation) of the unit wrote, oldest first;
+    time in seconds since the epoch, as journald stamped the line."""
     if not invocation_id:
         return []
-    argv = ["journalctl", "--no-pager", "-o", "cat", f"_SYSTEMD_INVOCATION_ID={invocation_id}"]
+    argv = [
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "json",
+        "--output-fields=MESSAGE",
+        f"_SYSTEMD_INVOCATION_ID={invocation_id}",
+    ]
     if lines:
         argv[1:1] = ["-n", str(lines)]
     rc, out, _ = run(argv)
     if rc != 0:
         return []
-    return out.splitlines()
+    entries = []
+    for raw in out.splitlines():
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        message = record.get("MESSAGE")
+        if isinstance(message, list):  # journald's form for a line that is not UTF-8
+            message = bytes(message).decode("utf-8", "replace")
+        if message is None:
+            continue
+        stamp = int(record.get("__REALTIME_TIMESTAMP") or 0) / 1_000_000
+        entries.extend((stamp, line) for line in str(message).splitlines() or [""])
+    return entries
+
+
+def journal(name: str, invocation_id: str, lines: int = 0, run: Runner = run_command) -> list[str]:
+    """The messages one start (invocation) of the unit wrote, oldest first."""
+    return [message for _, message in journal_entries(name, invocation_id, lines, run)]
 
 
 def unit_journal_tail(name: str, lines: int, run: Runner = run_command) -> list[str]:
@@ -92,25 +122,44 @@ def unit_journal_tail(name: str, lines: int, run: Runner = run_command) -> list[
     return out.splitlines() if rc == 0 else []
 
 
-def parse_share(lines: list[str]) -> dict[str, str | None]:
-    """What gradio printed about the share link: url, or error (gradio's reason), or neither."""
-    result: dict[str, str | None] = {"share_url": None, "share_error": None, "local_url": None}
-    for index, line in enumerate(lines):
+def parse_share(lines: list[str] | list[tuple[float, str]]) -> dict[str, object]:
+    """What gradio printed last about the share link: url, or error (gradio's reason), or
+    neither; with (time, message) entries also when (share_made_at, seconds since the epoch).
+
+    The newest line wins: Forge's "Reload UI" launches gradio again in the same process,
+    which prints a new link (or a failure) while the old link dies."""
+    entries = [entry if isinstance(entry, tuple) else (None, entry) for entry in lines]
+    result: dict[str, object] = {
+        "share_url": None,
+        "share_error": None,
+        "share_made_at": None,
+        "local_url": None,
+    }
+    for index, (stamp, line) in enumerate(entries):
         local = LOCAL_URL.search(line)
         if local:
             result["local_url"] = local.group(1)
         public = PUBLIC_URL.search(line)
         if public:
-            result["share_url"] = public.group(1)
-            result["share_error"] = None
+            result.update(share_url=public.group(1), share_error=None, share_made_at=stamp)
         elif SHARE_FAILED in line:
             reason = [line.strip()]
-            for more in lines[index + 1 : index + 3]:
+            for _, more in entries[index + 1 : index + 3]:
                 if more.strip():
                     reason.append(more.strip())
-            result["share_error"] = " ".join(reason)
-            result["share_url"] = None
+            result.update(share_url=None, share_error=" ".join(reason), share_made_at=stamp)
     return result
+
+
+def share_age(shared: dict[str, object], now: float) -> dict[str, object]:
+    """The link's age and end of life: gradio's links expire 72 hours after they were made."""
+    made = shared.get("share_made_at")
+    if not shared.get("share_url") or made is None:
+        return {"share_age_hours": None, "share_expires_at": None}
+    return {
+        "share_age_hours": round(max(0.0, now - float(made)) / 3600, 3),
+        "share_expires_at": float(made) + SHARE_LIFETIME_HOURS * 3600,
+    }
 
 
 def http_status(port: int, path: str = "/login_check", timeout: float = 5.0) -> int | None:
@@ -182,8 +231,8 @@ def wait_ready(
         )
     if not auth and answered >= 500:
         raise WebuiFailed(f"Forge answers GET /login_check with {answered}.")
-    lines = journal(name, now.get("InvocationID", ""), run=run)
-    shared = parse_share(lines)
+    entries = journal_entries(name, now.get("InvocationID", ""), run=run)
+    shared = parse_share(entries)
     share_began = clock()
     while share and not shared["share_url"] and not shared["share_error"]:
         if clock() - share_began > share_timeout:
@@ -192,14 +241,15 @@ def wait_ready(
             )
             break
         sleep(interval)
-        lines = journal(name, now.get("InvocationID", ""), run=run)
-        shared = parse_share(lines)
+        entries = journal_entries(name, now.get("InvocationID", ""), run=run)
+        shared = parse_share(entries)
     final = service_state(name, run)
     return {
         **unit_fields(final, monotonic_now_usec()),
         "http_status": answered,
         "ready_after": round(clock() - began, 1),
         **shared,
+        **share_age(shared, time.time()),
     }
 
 
@@ -229,17 +279,22 @@ def probe(
     now_usec: int | None = None,
     port: int | None = None,
     status: Callable[[int], int | None] = http_status,
+    wall_clock: Callable[[], float] = time.time,
 ) -> dict[str, object]:
     """Read-only: the service's state, what its current start printed about sharing, and,
     with ``port``, what Forge answers there now (one ``GET /login_check``; None when the
     service is not active or nothing answers)."""
     state = service_state(name, run)
     active = state.get("ActiveState") == "active"
-    shared = parse_share(journal(name, state.get("InvocationID", ""), run=run)) if active else {}
+    shared = (
+        parse_share(journal_entries(name, state.get("InvocationID", ""), run=run)) if active else {}
+    )
     return {
         **unit_fields(state, monotonic_now_usec() if now_usec is None else now_usec),
         "share_url": shared.get("share_url"),
         "share_error": shared.get("share_error"),
+        "share_made_at": shared.get("share_made_at"),
+        **share_age(shared, wall_clock()),
         "local_url": shared.get("local_url"),
         "http_status": status(port) if active and port else None,
     }

@@ -180,7 +180,9 @@ def test_site_writes_the_report_with_each_vms_own_values(lab, run):
             assert model in models
             assert f"{model}:sd1:ok" in row["models"]
         assert row["share_url"] == share["webui_service"]["share_url"]
-        assert row["share_url"].endswith(".gradio.live")
+        assert row["share_url"].endswith(".share.lab.invalid")  # the lab's share server
+        assert row["share_state"] == "answers"  # asked from the controller through it
+        assert row["share_expires_at"].endswith("Z")
         assert row["service_state"] == "active/running"
         assert row["user"] == "student"
         last_sync = run["sync_records"][host]  # the sync record as site.yml left it
@@ -427,7 +429,7 @@ def test_the_controllers_credential_files_are_0600_and_the_operators(run):
 
 def test_the_share_url_answers_only_after_the_login(lab, run):
     for row in run["access"]:
-        assert row["share_url"].endswith(".gradio.live")
+        assert row["share_url"].endswith(".share.lab.invalid")
         login = f"{row['user']}\n{row['password']}"
         answer = json.loads(podman.exec_in(row["host"], "python3", "-c", LOGIN, input_text=login))
         # gradio with users: the UI's config and session need the login; "/" is its login page

@@ -75,7 +75,12 @@ def starts(lab, host) -> int:
 
 def webui(lab, **options):
     """playbooks/webui.yml with the module's settings; credentials kept in a test folder."""
-    extravars = {**BASE, "webui_credentials_dir": str(CREDENTIALS), **options.pop("extravars", {})}
+    extravars = {
+        **BASE,
+        **SHARE_SERVER,
+        "webui_credentials_dir": str(CREDENTIALS),
+        **options.pop("extravars", {}),
+    }
     return run_playbook("playbooks/webui.yml", lab.inventory, extravars=extravars, **options)
 
 
@@ -89,7 +94,13 @@ def credentials() -> dict[str, dict[str, str]]:
 def forge_stand_in(lab, tmp_path_factory):
     """The Forge stand-in repository (git daemon) and package index, served to the lab."""
     with forge_repo.serving(lab.lab.gateway, tmp_path_factory.mktemp("forge")) as served:
-        yield served.settings()
+        settings = served.settings()
+        SHARE_SERVER.update(
+            {key: settings[key] for key in ("webui_share_server", "webui_share_check_via")}
+        )
+        RELAY.append(served.share_relay)
+        yield settings
+        RELAY.clear()
 
 
 def _prepare_forge(lab, settings):
@@ -104,6 +115,12 @@ def _prepare_forge(lab, settings):
 
 
 BASE = {"webui_api": True}
+# the lab's share server (tests/doubles/share_relay.py): its settings, and the server itself
+SHARE_SERVER: dict[str, str] = {}
+RELAY: list = []
+LINK = re.compile(r"https://[0-9a-f]{18}\.share\.lab\.invalid")
+ASK_LINKS = "Ask every host's share link from the controller"
+RENEW = "Renew the share link"
 CREDENTIALS = REPO_ROOT / ".lab" / "test-webui-credentials"
 
 
@@ -152,7 +169,13 @@ def test_rerun_changes_nothing_and_keeps_the_main_pid(lab, rerun):
         health = result.task("Export the webui fact", host).res["ansible_facts"]["webui_service"]
         assert health["health"]["active_state"] == "active"
         assert health["health"]["share_url"] == probe["share_url"]
-        assert health["health"]["share_url"].endswith(".gradio.live")
+        assert LINK.fullmatch(health["health"]["share_url"])
+        # the controller asked the link (one task for both hosts) and it answers
+        assert health["share_link"]["state"] == "answers", health["share_link"]
+        asked = result.task(ASK_LINKS, lab.hosts[0]).res["links"]  # run once, for the play
+        assert asked[host]["url"] == probe["share_url"]
+        assert result.task(RENEW, host).status == "skipped"
+        assert 0 <= health["health"]["share_age_hours"] < 1
 
 
 def test_auth_file_is_0600_azureuser_with_the_handed_out_password(lab, converged):
@@ -170,7 +193,7 @@ def test_the_access_file_on_the_controller_is_0600_with_each_hosts_share_url(lab
     handed = credentials()
     for host in lab.hosts:
         fact = converged.task("Export the webui fact", host).res["ansible_facts"]["webui_service"]
-        assert re.fullmatch(r"https://[0-9a-f]{18}\.gradio\.live", fact["share_url"])
+        assert LINK.fullmatch(fact["share_url"])
         assert handed[host]["share_url"] == fact["share_url"]
         assert handed[host]["user"] == "student"
         assert len(handed[host]["password"]) == 24
@@ -290,11 +313,70 @@ def test_a_share_link_older_than_the_limit_is_renewed_by_a_restart(lab, rerun):
     time.sleep(2)  # older than 0.0005 h = 1.8 s
     result = webui(lab, extravars={"webui_share_max_age_hours": 0.0005}, limit=host)
     assert result.ok, result.explain()
-    assert result.task("Renew a share link older than webui_share_max_age_hours", host).changed
+    renewed = result.task(RENEW, host)
+    assert renewed.changed
+    assert "hours old (webui_share_max_age_hours: 0.0005; links expire at 72)" in renewed.res["msg"]
     assert starts(lab, host) == before + 1
     new_link = result.task("Export the webui fact", host).res["ansible_facts"]["webui_service"]
     assert new_link["share_url"] != old_link
     assert credentials()[host]["share_url"] == new_link["share_url"]
+    # the new link was asked too, once it was printed
+    assert (
+        result.task("Ask the new share links from the controller", host).res["links"][host]["state"]
+        == "answers"
+    )
+    assert new_link["share_link"]["state"] == "answers"
+
+
+def test_a_dropped_link_is_reported_by_check_and_renewed_alone_by_a_real_run(lab, rerun):
+    host, other = lab.hosts
+    handed = credentials()
+    pid, other_pid, before = main_pid(lab, host), main_pid(lab, other), starts(lab, host)
+    assert RELAY[0].drop(handed[host]["share_url"])
+    dry = webui(lab, check=True)
+    assert dry.ok, dry.explain()
+    planned = dry.task(RENEW, host)
+    assert planned.changed
+    assert (
+        f"the share link {handed[host]['share_url']} does not answer from the controller"
+        in (planned.res["msg"])
+    )
+    assert "GET / answered 404" in planned.res["msg"]
+    assert dry.stats[other]["changed"] == 0, dry.changed_tasks(other)
+    assert main_pid(lab, host) == pid  # --check restarted nothing
+    real = webui(lab)
+    assert real.ok, real.explain()
+    assert real.task(RENEW, host).changed
+    assert real.changed_tasks(other) == []
+    assert starts(lab, host) == before + 1 and main_pid(lab, host) != pid
+    assert main_pid(lab, other) == other_pid
+    now = credentials()
+    assert now[host]["share_url"] != handed[host]["share_url"]
+    assert LINK.fullmatch(now[host]["share_url"])
+    assert now[other]["share_url"] == handed[other]["share_url"]
+    fact = real.task("Export the webui fact", host).res["ansible_facts"]["webui_service"]
+    assert fact["share_link"]["state"] == "answers"
+    assert sorted(RELAY[0].links()) == sorted(now[h]["share_url"] for h in lab.hosts)
+
+
+def test_reload_ui_gives_a_new_link_in_the_same_process_and_the_run_hands_it_out(lab, rerun):
+    host = lab.hosts[0]
+    pid, before, old_link = main_pid(lab, host), starts(lab, host), credentials()[host]["share_url"]
+    forge = lab.exec(host, "pgrep", "-P", str(pid)).split()[0]
+    lab.exec(host, "kill", "-USR1", forge)  # the stand-in's "Reload UI"
+    deadline = time.monotonic() + 15
+    while len(RELAY[0].links()) < 2 or old_link in RELAY[0].links():
+        assert time.monotonic() < deadline, RELAY[0].links()
+        time.sleep(0.5)
+    result = webui(lab, limit=host)
+    assert result.ok, result.explain()
+    probe = result.task(PROBE, host).res
+    assert probe["share_url"] != old_link and probe["share_url"] in RELAY[0].links()
+    assert probe["share_age_hours"] < 0.01  # the new link's age, not the process's
+    assert result.task(RENEW, host).status == "skipped"
+    assert main_pid(lab, host) == pid and starts(lab, host) == before
+    assert lab.exec(host, "pgrep", "-P", str(pid)).split()[0] == forge
+    assert credentials()[host]["share_url"] == probe["share_url"]
 
 
 def test_a_new_forge_fingerprint_restarts_forge_once(lab, rerun):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from forge_fleet import webui_service as ws
@@ -25,12 +27,21 @@ JOURNAL_FAILED = (
 )
 
 
+def journal_json(text: str, start: float = 1_700_000_000.0) -> str:
+    """journalctl -o json --output-fields=MESSAGE: one record per line, a second apart."""
+    return "".join(
+        json.dumps({"__REALTIME_TIMESTAMP": str(int((start + i) * 1_000_000)), "MESSAGE": line})
+        + "\n"
+        for i, line in enumerate(text.splitlines())
+    )
+
+
 class FakeSystem:
     """systemctl and journalctl answers, one list entry per call to `systemctl show`."""
 
     def __init__(self, shows: list[str], journal: str = "", tail: str = "x\ny\n"):
         self.shows = list(shows)
-        self.journal = journal
+        self.journal = journal_json(journal)
         self.tail = tail
         self.calls: list[list[str]] = []
 
@@ -74,6 +85,7 @@ def test_parse_share_finds_the_public_url():
     assert found == {
         "share_url": "https://0123456789abcdef01.gradio.live",
         "share_error": None,
+        "share_made_at": None,  # plain lines carry no time
         "local_url": "http://127.0.0.1:7860",
     }
 
@@ -182,3 +194,34 @@ def test_probe_asks_forge_once_on_the_given_port_while_the_unit_is_active():
     show = SHOW_ACTIVE.replace("ActiveState=active", "ActiveState=inactive")
     stopped = ws.probe("forge-webui.service", run=FakeSystem([show]), port=7861, status=status)
     assert stopped["http_status"] is None and asked == [7861]  # a stopped unit is not asked
+
+
+def test_the_newest_link_wins_with_the_time_journald_stamped_it():
+    # Forge's "Reload UI" launches gradio again in the same process: a second link
+    text = JOURNAL_SHARED + "Reloading UI\nRunning on public URL: https://ffff.gradio.live\n"
+    system = FakeSystem([SHOW_ACTIVE], text)
+    found = ws.probe("forge-webui.service", run=system, wall_clock=lambda: 1_700_000_000 + 7205.0)
+    assert found["share_url"] == "https://ffff.gradio.live"
+    newest = len(text.splitlines()) - 1  # its line number is its second in journal_json
+    assert found["share_made_at"] == 1_700_000_000 + newest
+    assert found["share_age_hours"] == round((7205.0 - newest) / 3600, 3)
+    assert found["share_expires_at"] == 1_700_000_000 + newest + 72 * 3600
+
+
+def test_a_failure_after_a_link_replaces_it():
+    text = JOURNAL_SHARED + JOURNAL_FAILED
+    found = ws.parse_share([(float(i), line) for i, line in enumerate(text.splitlines())])
+    assert found["share_url"] is None
+    assert found["share_error"].startswith("Could not create share link. Missing file")
+    assert ws.share_age(found, 100.0) == {"share_age_hours": None, "share_expires_at": None}
+
+
+def test_a_line_that_is_not_utf8_is_read_not_dropped():
+    record = {
+        "__REALTIME_TIMESTAMP": "5000000",
+        "MESSAGE": list(b"Running on public URL: https://a.gradio.live \xff"),
+    }
+    system = FakeSystem([SHOW_ACTIVE])
+    system.journal = json.dumps(record) + "\n"
+    entries = ws.journal_entries("forge-webui.service", "aaa", run=system)
+    assert entries == [(5.0, "Running on public URL: https://a.gradio.live \ufffd")]
