@@ -3,7 +3,9 @@
     .venv/bin/python bench/bench_share_links.py [--vms 8] [--rounds 5] [--keep]
 
 Brings up --vms lab VMs (lab "bench-share"; FORGE_LAB_PREFIX applies) and the lab's share
-server (tests/doubles/share_relay.py) in a process of its own on the lab gateway. In each VM
+server (tests/doubles/share_relay.py) in a process of its own on the lab gateway, answering
+each request after --delay-ms (150: a round trip to gradio.live from Europe; 0 measures the
+check's own cost). In each VM
 the Forge stand-in's server (tests/doubles/forge/repo/modules/standin_webui.py, behind a
 login, --share) runs with GRADIO_SHARE_SERVER_ADDRESS pointing at that server, so every VM
 has a live link tunnelled from the VM, as gradio's are. Then, in --rounds interleaved rounds,
@@ -39,7 +41,7 @@ RELAY = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 from tests.doubles.share_relay import ShareRelay
-with ShareRelay(sys.argv[2]) as relay:
+with ShareRelay(sys.argv[2], delay=float(sys.argv[3])) as relay:
     print(relay.tunnel_address, relay.public_url, flush=True)
     while True:
         time.sleep(3600)
@@ -98,6 +100,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vms", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--delay-ms",
+        type=int,
+        default=150,
+        help="what the share server waits before routing each request (a round trip to it)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the VMs afterwards")
     options = parser.parse_args()
 
@@ -108,7 +116,7 @@ def main() -> int:
         lab.up(options.vms)
         vms = [lab.vm_name(i) for i in range(1, options.vms + 1)]
         relay = subprocess.Popen(
-            [sys.executable, "-c", RELAY, str(ROOT), lab.gateway],
+            [sys.executable, "-c", RELAY, str(ROOT), lab.gateway, str(options.delay_ms / 1000)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -134,7 +142,10 @@ def main() -> int:
             rows[f"{options.vms} at once"].append(timed(lambda: at_once(options.vms)))
             rows[f"{options.vms} one by one"].append(timed(one_after_another))
         medians = {name: statistics.median(times) for name, times in rows.items()}
-        print(f"share link check, {options.vms} lab VMs, median of {options.rounds} rounds")
+        print(
+            f"share link check, {options.vms} lab VMs, share server answering after"
+            f" {options.delay_ms} ms, median of {options.rounds} rounds"
+        )
         for name, seconds in medians.items():
             print(f"  {name:>16}: {seconds:6.3f} s")
         growth = medians[f"{options.vms} at once"] / medians["2 at once"]

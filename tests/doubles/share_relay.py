@@ -27,6 +27,7 @@ import secrets
 import socket
 import socketserver
 import threading
+import time
 
 NOT_FOUND = (
     b"<!DOCTYPE html><html><head><title>Not Found</title></head><body>"
@@ -71,10 +72,17 @@ class ShareRelay:
     """Serve both ports on ``host`` while the ``with`` block runs."""
 
     def __init__(
-        self, host: str, domain: str = "share.lab.invalid", ports: tuple[int, int] = (0, 0)
+        self,
+        host: str,
+        domain: str = "share.lab.invalid",
+        ports: tuple[int, int] = (0, 0),
+        delay: float = 0.0,
     ):
+        """``delay``: seconds each public connection waits before it is routed (the round
+        trip to a share server on the internet, for benchmarks)."""
         self.host = host
         self.domain = domain
+        self.delay = delay
         self._ports = ports
         self._lock = threading.Lock()
         self._tunnels: dict[str, socket.socket] = {}  # link id -> the client's open connection
@@ -177,6 +185,8 @@ class ShareRelay:
                 head += data
         except OSError:
             return
+        if self.delay:
+            time.sleep(self.delay)
         link_id = _host(head).split(".", 1)[0]
         with self._lock:
             control = self._tunnels.get(link_id)

@@ -264,6 +264,12 @@ def test_report_alone_flags_a_stopped_webui_and_an_unreachable_host(lab, run):
     assert all(alone.stats[h]["changed"] == 0 for h in lab.hosts)
     rows = read_csv(run["reports"] / "fleet-report.csv")
     assert rows[lab.hosts[0]]["status"] == "ok"
+    # without the webui stage in the run, the report asks the share link itself
+    assert rows[lab.hosts[0]]["share_state"] == "answers"
+    asked = alone.task(
+        "Ask the share links from the controller (when the webui stage did not)", lab.hosts[0]
+    )
+    assert sorted(asked.res["links"]) == [lab.hosts[0]]  # the stopped host has no link
     assert rows[lab.hosts[0]]["gpu"] == rows[stopped]["gpu"] != ""  # read without preflight
     assert rows[stopped]["status"] == "problem"
     assert rows[stopped]["share_url"] == ""
