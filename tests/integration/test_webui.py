@@ -486,8 +486,28 @@ def test_webui_state_stops_and_starts_the_whole_fleet(lab, rerun):
         ({"webui_auth": False}, "webui_share or webui_listen is on but webui_auth is off"),
         ({"webui_extra_args": ["--no-such-flag", "--xformers"]}, "--no-such-flag"),
         ({"webui_extra_args": ["--api-auth", "u:p"]}, "--api-auth is set through"),
+        ({"webui_extra_args": ["--hide-ui-dir-config"]}, "is set through webui_hide_ui_dir_config"),
+        # Forge splits --api-auth at every ':' and fails to start
+        ({"webui_api_auth_password": "pass:word"}, "the API password must be non-empty without"),
+        (
+            {
+                "webui_extra_args": [
+                    "--xformers",
+                    "--allow-code",
+                    "--enable-insecure-extension-access",
+                ]
+            },
+            "--allow-code, --enable-insecure-extension-access with webui_share on",
+        ),
     ],
-    ids=["share-without-login", "unknown-flag", "password-flag"],
+    ids=[
+        "share-without-login",
+        "unknown-flag",
+        "password-flag",
+        "managed-hide-ui-dir-config",
+        "colon-in-api-password",
+        "code-execution-with-share",
+    ],
 )
 def test_bad_settings_are_refused_before_any_change(lab, rerun, options, message):
     host = lab.hosts[0]
@@ -499,6 +519,36 @@ def test_bad_settings_are_refused_before_any_change(lab, rerun, options, message
     assert result.stats[host]["changed"] == 0
     assert lab.exec(host, "systemctl", "cat", UNIT) == unit_before
     assert main_pid(lab, host) == pid
+
+
+def test_code_execution_flags_with_share_are_allowed_only_on_request_with_a_warning(lab, rerun):
+    host = lab.hosts[0]
+    result = webui(
+        lab,
+        check=True,
+        limit=host,
+        extravars={
+            "webui_allow_insecure_with_share": True,
+            "webui_extra_args": ["--allow-code"],
+        },
+    )
+    assert result.ok, result.explain()
+    warnings = result.task("Record the risks the settings accept", host).res["ansible_facts"]
+    assert warnings["webui_warnings"] == [
+        "--allow-code with webui_share: a logged-in user can run code on this VM as azureuser"
+        " (webui_allow_insecure_with_share is true)"
+    ]
+    shown = result.task("Warn about the risks the settings accept", host).res["results"]
+    assert [item["msg"] for item in shown] == [f"WARNING {host}: " + warnings["webui_warnings"][0]]
+    # without the flag, the fact is there and empty (the report reads it on every host)
+    plain = webui(lab, check=True, limit=host)
+    facts = plain.task("Record the risks the settings accept", host).res["ansible_facts"]
+    assert facts["webui_warnings"] == []
+
+
+def test_forge_runs_with_the_saving_paths_hidden_when_shared(lab, converged):
+    for host in lab.hosts:
+        assert "--hide-ui-dir-config" in show(lab, host, "ExecStart")
 
 
 def test_check_mode_on_a_converged_host_reports_no_change(lab, rerun):

@@ -46,6 +46,8 @@ def make_parser():
     add("--api", action="store_true")
     add("--api-auth", type=str, default=None)
     add("--enable-insecure-extension-access", action="store_true")
+    add("--allow-code", action="store_true")
+    add("--hide-ui-dir-config", action="store_true")
     add("--xformers", action="store_true")
     add("--skip-torch-cuda-test", action="store_true")
     add("--skip-prepare-environment", action="store_true")
