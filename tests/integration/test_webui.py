@@ -8,6 +8,7 @@ playbook runs as an operator would run it. Requests to Forge are made from insid
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import shutil
@@ -19,6 +20,8 @@ import pytest
 from forge_fleet import env_file
 from lab import forge_repo, podman
 from lab.paths import REPO_ROOT
+from lab.tls import issue_server_cert
+from tests.doubles.download_site import DownloadSite
 from tests.harness.playbook import run_playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -549,6 +552,73 @@ def test_code_execution_flags_with_share_are_allowed_only_on_request_with_a_warn
 def test_forge_runs_with_the_saving_paths_hidden_when_shared(lab, converged):
     for host in lab.hosts:
         assert "--hide-ui-dir-config" in show(lab, host, "ExecStart")
+
+
+@pytest.fixture(scope="module")
+def frpc_site(lab, tmp_path_factory):
+    """A download site on the lab network holding a file in place of gradio's frpc binary."""
+    files = tmp_path_factory.mktemp("frpc")
+    cert, key = issue_server_cert([lab.lab.gateway], files / "tls")
+    binary = files / "site" / "frpc_linux_amd64"
+    binary.parent.mkdir()
+    binary.write_bytes(b"#!/bin/sh\n# lab stand-in for gradio's frpc 0.2\n")
+    with DownloadSite(lab.lab.gateway, files / "site", (str(cert), str(key))) as site:
+        site.frpc = {
+            "webui_frpc_url": f"{site.url}/{binary.name}",
+            "webui_frpc_sha256": hashlib.sha256(binary.read_bytes()).hexdigest(),
+        }
+        yield site
+
+
+def gradio_dir(lab, host) -> str:
+    """gradio's package folder in the env the forge stage prepared (its record names the python)."""
+    record = json.loads(lab.exec(host, "cat", "/var/lib/forge-fleet/forge.json"))
+    return (
+        lab.exec(
+            host,
+            record["python"],
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ).strip()
+        + "/gradio"
+    )
+
+
+def test_a_blocked_cdn_is_bypassed_by_webui_frpc_url_checked_by_sha256(lab, rerun, frpc_site):
+    host = lab.hosts[1]
+    binary = gradio_dir(lab, host) + "/frpc_linux_amd64_v0.2"
+    lab.exec(host, "rm", "-f", binary)
+    lab.exec(host, "sh", "-c", f"echo frpc-cdn-blocked > {SCENARIO_FILE}")
+    try:
+        # a wrong sha256: refused, nothing under the binary's name, Forge left running
+        pid = main_pid(lab, host)
+        wrong = webui(lab, extravars={**frpc_site.frpc, "webui_frpc_sha256": "0" * 64}, limit=host)
+        assert not wrong.ok
+        failure = wrong.task("Say why the tunnel binary could not be placed", host)
+        assert f"gradio's tunnel binary was not placed at {binary}" in failure.msg
+        assert "checksum" in failure.msg
+        assert lab.exec(host, "sh", "-c", f"ls {binary} 2>/dev/null || true") == ""
+        assert main_pid(lab, host) == pid
+        # --check says it would place it, and places nothing
+        dry = webui(lab, check=True, extravars=frpc_site.frpc, limit=host)
+        assert dry.ok, dry.explain()
+        assert dry.task("Download gradio's tunnel binary and check its sha256", host).changed
+        assert lab.exec(host, "sh", "-c", f"ls {binary} 2>/dev/null || true") == ""
+        # the right one: placed executable, Forge restarted once, gradio shares
+        placed = webui(lab, extravars=frpc_site.frpc, limit=host)
+        assert placed.ok, placed.explain()
+        assert lab.exec(host, "stat", "-c", "%U %a", binary).strip() == "azureuser 755"
+        assert main_pid(lab, host) != pid
+        report = placed.task("Report the share URL", host).res["msg"]
+        assert "share URL https://" in report, report
+        # a re-run downloads nothing and keeps Forge
+        pid = main_pid(lab, host)
+        again = webui(lab, extravars=frpc_site.frpc, limit=host)
+        assert again.ok, again.explain()
+        assert again.stats[host]["changed"] == 0, again.changed_tasks(host)
+        assert main_pid(lab, host) == pid
+    finally:
+        lab.exec(host, "rm", "-f", SCENARIO_FILE, binary)
 
 
 def test_check_mode_on_a_converged_host_reports_no_change(lab, rerun):

@@ -23,6 +23,8 @@ Scenarios: the file named by FORGE_LAB_WEBUI_SCENARIO_FILE (default
   slow SECONDS           wait that long before serving (a large checkpoint loading)
   share-fail             gradio could not reach its share server
   share-missing-binary   gradio's tunnel binary could not be downloaded (blocked)
+  frpc-cdn-blocked       gradio's CDN is blocked: the share link works only when the tunnel
+                         binary is already in gradio's folder of the env (frpc_path())
 
 Standard library only: it runs in the VM's conda env (Python 3.8+).
 """
@@ -38,6 +40,7 @@ import platform
 import secrets
 import socketserver
 import sys
+import sysconfig
 import time
 import urllib.parse
 
@@ -364,10 +367,21 @@ def make_server(args, argv: list[str]) -> tuple[_Server, str]:
     return server, host
 
 
+def frpc_path() -> str:
+    """gradio/tunneling.py: BINARY_PATH, in the gradio package folder of this env."""
+    machine = platform.machine()
+    machine = "amd64" if machine == "x86_64" else machine
+    folder = os.path.join(sysconfig.get_paths()["purelib"], "gradio")
+    return os.path.join(folder, f"frpc_{platform.system().lower()}_{machine.lower()}_v0.2")
+
+
 def share_lines(scenario: dict[str, str]) -> list[str]:
     """What gradio prints after the local URL when --share is on."""
     if "share-fail" in scenario:
         return [SHARE_FAILED]
+    if "frpc-cdn-blocked" in scenario and not os.path.isfile(frpc_path()):
+        path = frpc_path()
+        return [SHARE_MISSING_BINARY.format(path=path, folder=os.path.dirname(path))]
     if "share-missing-binary" in scenario:
         folder = os.path.join(sys.prefix, "lib", "python3", "site-packages", "gradio")
         return [SHARE_MISSING_BINARY.format(path=folder + "/frpc_linux_amd64_v0.2", folder=folder)]
