@@ -228,6 +228,50 @@ def test_ui_and_api_refuse_anonymous_requests(lab, converged):
     assert ask(lab, host, "/sdapi/v1/sd-models", basic=right)["status"] == 200
 
 
+# What Forge serves without its login at the pinned commit (roles/webui/README.md, "What
+# anyone with the link can read"): method, path. The real-Forge tier asks the same.
+OPEN_ROUTES = [
+    ("GET", "/"),
+    ("GET", "/login_check"),
+    ("GET", "/user"),
+    ("GET", "/token"),
+    ("GET", "/app_id"),
+    ("GET", "/theme.css"),
+    ("GET", "/robots.txt"),
+    ("GET", "/favicon.ico"),
+    ("GET", "/startup-events"),
+    ("GET", "/docs"),
+    ("GET", "/redoc"),
+    ("GET", "/openapi.json"),
+    ("GET", "/internal/ping"),
+    ("GET", "/internal/sysinfo"),
+    ("GET", "/internal/sysinfo-download"),
+    ("GET", "/internal/profile-startup"),
+    ("GET", "/internal/quicksettings-hint"),
+    ("GET", "/internal/pending-tasks"),
+    ("POST", "/internal/progress"),
+    ("GET", "/sdapi/v1/loras"),
+    ("GET", "/controlnet/model_list"),
+    ("GET", "/controlnet/module_list"),
+]
+
+
+def test_routes_open_without_the_login_show_no_password(lab, converged):
+    host = lab.hosts[0]
+    handed = credentials()[host]
+    secrets = {handed["password"], handed["api_password"]}
+    assert all(len(secret) >= 8 for secret in secrets)
+    for method, path in OPEN_ROUTES:
+        form = {"id_task": "task(none)"} if method == "POST" else None
+        answer = ask(lab, host, path, method=method, form=form)
+        # /login_check is open by design: it answers whether the caller is logged in
+        assert answer["status"] == (401 if path == "/login_check" else 200), (path, answer)
+        assert not any(secret in json.dumps(answer) for secret in secrets), path
+    assert json.loads(ask(lab, host, "/internal/ping")["body"]) == {}
+    assert "/openapi.json" in ask(lab, host, "/docs")["body"]
+    assert "/internal/sysinfo" in json.loads(ask(lab, host, "/openapi.json")["body"])["paths"]
+
+
 @pytest.mark.parametrize("column", ["password", "api_password"])
 def test_no_password_in_ps_journal_sysinfo_or_vvv_output(lab, converged, column):
     handed = credentials()

@@ -336,3 +336,24 @@ def test_blocked_cdn_shares_only_once_the_binary_is_in_gradios_folder(tmp_path, 
     binary.write_bytes(b"frpc")
     shared = standin.share_lines({"frpc-cdn-blocked": ""})
     assert shared[0].startswith("Running on public URL: https://")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/docs"),
+        ("GET", "/redoc"),
+        ("GET", "/openapi.json"),
+        ("GET", "/internal/ping"),
+        ("GET", "/internal/pending-tasks"),
+        ("POST", "/internal/progress"),
+        ("GET", "/sdapi/v1/loras"),
+        ("GET", "/robots.txt"),
+    ],
+)
+def test_forges_open_routes_answer_without_the_login(served, auth_file, method, path):
+    r = served(gradio_auth_path=str(auth_file), api=True, api_auth=f"api:{API_PASSWORD}")
+    status, _, body = r.ask(method, path, body=b"{}" if method == "POST" else None)
+    assert status == 200
+    assert PASSWORD.encode() not in body and API_PASSWORD.encode() not in body
+    assert r.ask("GET", "/config")[0] == 401  # the UI itself stays behind the login

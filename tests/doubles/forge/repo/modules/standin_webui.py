@@ -245,6 +245,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "text/plain; charset=utf-8",
                 [("content-disposition", f'{disposition}; filename="{name}"')],
             )
+        elif ("GET", path) in OPEN_ROUTES:
+            self._send(200, *OPEN_ROUTES["GET", path](webui))
         elif path.startswith("/sdapi/"):
             self._api("GET", path)
         elif path == "/login_check":
@@ -278,7 +280,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path.rstrip("/") or "/"
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
-        if path.startswith("/sdapi/"):
+        if ("POST", path) in OPEN_ROUTES:
+            self._send(200, *OPEN_ROUTES["POST", path](self.webui))
+        elif path.startswith("/sdapi/"):
             self._api("POST", path)
         elif path == "/login":
             self._login(body)
@@ -344,6 +348,71 @@ def _models() -> list[dict]:
         {"title": n, "model_name": n.rsplit(".", 1)[0], "filename": os.path.join(folder, n)}
         for n in names
     ]
+
+
+def _openapi(webui) -> tuple:
+    """FastAPI's schema of the app: every route, the login-protected ones included."""
+    answered_in_do_get = {"/", "/login", "/login_check", "/logout", "/config", "/info"}
+    sysinfo_pair = {"/internal/sysinfo", "/internal/sysinfo-download"}
+    paths = sorted({path for _, path in OPEN_ROUTES} | answered_in_do_get | sysinfo_pair)
+    schema = {"openapi": "3.1.0", "info": {"title": "FastAPI", "version": "0.1.0"}}
+    return ({**schema, "paths": {p: {} for p in paths}},)
+
+
+def _swagger(title: str) -> tuple:
+    page = (
+        f"<!DOCTYPE html><html><head><title>{title}</title></head><body>"
+        "<div id='swagger-ui'></div><script>const ui = SwaggerUIBundle("
+        "{url: '/openapi.json', dom_id: '#swagger-ui'})</script></body></html>"
+    )
+    return (page.encode(), "text/html; charset=utf-8")
+
+
+# Routes Forge's app (gradio 4.40 routes.py, Forge's webui.py, modules/ui.py,
+# modules/progress.py, the built-in extensions) serves without gradio's login, as cheap
+# stand-ins: method, path -> function(webui) giving (body[, content type]). The sysinfo pair,
+# the login routes and "/" are answered in do_GET itself.
+OPEN_ROUTES = {
+    ("GET", "/docs"): lambda webui: _swagger("FastAPI - Swagger UI"),
+    ("GET", "/redoc"): lambda webui: _swagger("FastAPI - ReDoc"),
+    ("GET", "/openapi.json"): _openapi,
+    ("GET", "/internal/ping"): lambda webui: ({},),
+    ("GET", "/internal/profile-startup"): lambda webui: ({"total": 0.0, "records": {}},),
+    ("GET", "/internal/quicksettings-hint"): lambda webui: (
+        [{"name": "sd_model_checkpoint", "label": "Stable Diffusion checkpoint"}],
+    ),
+    ("GET", "/internal/pending-tasks"): lambda webui: ({"size": 0, "tasks": []},),
+    ("POST", "/internal/progress"): lambda webui: (
+        {
+            "active": False,
+            "queued": False,
+            "completed": False,
+            "progress": None,
+            "eta": None,
+            "live_preview": None,
+            "id_live_preview": -1,
+            "textinfo": "Waiting...",
+        },
+    ),
+    ("GET", "/user"): lambda webui: (None,),
+    ("GET", "/token"): lambda webui: ({"token": None, "user": None},),
+    ("GET", "/app_id"): lambda webui: ({"app_id": webui.cookie_id[:16]},),
+    ("GET", "/theme.css"): lambda webui: (b":root { --name: default; }", "text/css"),
+    ("GET", "/robots.txt"): lambda webui: (
+        b"User-agent: *\nDisallow: " + (b"/" if webui.args.share else b""),
+        "text/plain; charset=utf-8",
+    ),
+    ("GET", "/favicon.ico"): lambda webui: (
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        "image/svg+xml",
+    ),
+    ("GET", "/startup-events"): lambda webui: (False,),
+    ("POST", "/reset"): lambda webui: ({"success": True},),
+    # extensions-builtin: registered on app start, outside --api and --api-auth
+    ("GET", "/sdapi/v1/loras"): lambda webui: ([],),
+    ("GET", "/controlnet/model_list"): lambda webui: ({"model_list": []},),
+    ("GET", "/controlnet/module_list"): lambda webui: ({"module_list": [], "module_detail": {}},),
+}
 
 
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
