@@ -546,6 +546,10 @@ def test_webui_state_stops_and_starts_the_whole_fleet(lab, rerun):
             },
             "--allow-code, --enable-insecure-extension-access with webui_share on",
         ),
+        (
+            {"webui_frpc_url": "https://mirror.example/frpc_linux_amd64"},
+            "webui_frpc_url and webui_frpc_sha256 go together",
+        ),
     ],
     ids=[
         "share-without-login",
@@ -554,6 +558,7 @@ def test_webui_state_stops_and_starts_the_whole_fleet(lab, rerun):
         "managed-hide-ui-dir-config",
         "colon-in-api-password",
         "code-execution-with-share",
+        "frpc-url-without-sha256",
     ],
 )
 def test_bad_settings_are_refused_before_any_change(lab, rerun, options, message):
