@@ -275,6 +275,7 @@ def unit_fields(state: dict[str, str], now_usec: int) -> dict[str, object]:
 
 def probe(
     name: str,
+    *,
     run: Runner = run_command,
     now_usec: int | None = None,
     port: int | None = None,

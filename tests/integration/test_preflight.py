@@ -167,3 +167,52 @@ def test_site_runs_preflight_first(lab, tmp_path):
         "Read the GPUs, driver and CUDA version, and the free disk where Forge will live",
         "Export the preflight facts for later roles",
     ]
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check-mode"])
+def test_an_unreachable_share_server_is_a_warning_not_a_failure(lab, tmp_path, check):
+    # from inside the VM nothing listens on 127.0.0.1:9 (discard): the share server a
+    # GRADIO_SHARE_SERVER_ADDRESS names cannot be reached; the binary comes from a URL
+    for host in lab.hosts:
+        lab.set_gpu(host, "t4")
+    result = run_playbook(
+        "playbooks/preflight.yml",
+        lab.inventory,
+        check=check,
+        extravars={
+            "preflight_report_dir": str(tmp_path),
+            "preflight_check_share": True,
+            "preflight_share_environment": {"GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9"},
+            "preflight_frpc_url": "https://mirror.example/frpc_linux_amd64",
+        },
+    )
+    assert result.ok, result.explain()
+    for host in lab.hosts:
+        (line,) = result.task("Warn that sharing may fail", host).res["msg"]
+        assert line.startswith(
+            "sharing may fail: this VM cannot reach gradio's share server 127.0.0.1:9"
+            " (GRADIO_SHARE_SERVER_ADDRESS)"
+        ), line
+        assert result.task("Check that the host can run Forge", host).status == "ok"
+        assert result.stats[host]["changed"] == 0
+
+
+def test_without_internet_the_default_share_check_names_gradio_and_its_cdn(lab, tmp_path):
+    # the lab has no internet: group_vars turn the check on with webui_share, and both
+    # of gradio's targets are reported, the run still passes
+    lab.set_gpu(lab.hosts[0], "t4")
+    result = run_playbook(
+        "playbooks/preflight.yml",
+        lab.inventory,
+        limit=lab.hosts[0],
+        extravars={"preflight_report_dir": str(tmp_path)},
+    )
+    assert result.ok, result.explain()
+    lines = result.task("Warn that sharing may fail", lab.hosts[0]).res["msg"]
+    assert [line.split(" (")[0] for line in lines] == [
+        "sharing may fail: this VM cannot reach gradio's share server"
+        " https://api.gradio.app/v2/tunnel-request",
+        "sharing may fail: this VM cannot download gradio's tunnel binary"
+        " https://cdn-media.huggingface.co/frpc-gradio-0.2/frpc_linux_amd64",
+    ]
+    assert "webui_frpc_url" in lines[1]

@@ -31,6 +31,7 @@ from tests.doubles.model_hub import ModelHub
 from tests.harness import real_forge
 from tests.harness.lab import free_port_block, lab_vms
 from tests.harness.playbook import run_playbook
+from tests.integration.test_webui import OPEN_ROUTES
 
 pytestmark = [
     pytest.mark.lab,
@@ -360,6 +361,22 @@ def test_no_password_in_journal_ps_environ_or_sysinfo(vm, credentials, column):
     sysinfo = ask(vm, "/internal/sysinfo")
     assert sysinfo["status"] == 200
     assert secret not in sysinfo["body"]
+
+
+def test_routes_open_without_the_login_show_no_password(vm, credentials):
+    # the routes roles/webui/README.md lists as served without the login, asked anonymously
+    secrets_ = {credentials["password"], credentials["api_password"]}
+    assert all(len(secret) >= 16 for secret in secrets_)
+    statuses = {}
+    for method, path in OPEN_ROUTES:
+        body = {"id_task": "task(none)", "id_live_preview": -1} if method == "POST" else None
+        answer = ask(vm, path, method=method, body=body)
+        statuses[path] = answer["status"]
+        assert not any(secret in answer["body"] for secret in secrets_), path
+    assert ask(vm, "/config")["status"] == 401
+    for path in ("/docs", "/openapi.json", "/internal/ping", "/internal/sysinfo"):
+        assert statuses[path] == 200, statuses
+    assert statuses["/login_check"] == 401, statuses
 
 
 # -- a re-run, a kill -9, a broken mirror (these change the VM: last) ---------------------

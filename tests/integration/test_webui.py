@@ -8,6 +8,7 @@ playbook runs as an operator would run it. Requests to Forge are made from insid
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import shutil
@@ -19,6 +20,8 @@ import pytest
 from forge_fleet import env_file
 from lab import forge_repo, podman
 from lab.paths import REPO_ROOT
+from lab.tls import issue_server_cert
+from tests.doubles.download_site import DownloadSite
 from tests.harness.playbook import run_playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -246,6 +249,50 @@ def test_ui_and_api_refuse_anonymous_requests(lab, converged):
     assert ask(lab, host, "/sdapi/v1/sd-models", basic="api:wrong")["status"] == 401
     right = f"api:{handed[host]['api_password']}"
     assert ask(lab, host, "/sdapi/v1/sd-models", basic=right)["status"] == 200
+
+
+# What Forge serves without its login at the pinned commit (roles/webui/README.md, "What
+# anyone with the link can read"): method, path. The real-Forge tier asks the same.
+OPEN_ROUTES = [
+    ("GET", "/"),
+    ("GET", "/login_check"),
+    ("GET", "/user"),
+    ("GET", "/token"),
+    ("GET", "/app_id"),
+    ("GET", "/theme.css"),
+    ("GET", "/robots.txt"),
+    ("GET", "/favicon.ico"),
+    ("GET", "/startup-events"),
+    ("GET", "/docs"),
+    ("GET", "/redoc"),
+    ("GET", "/openapi.json"),
+    ("GET", "/internal/ping"),
+    ("GET", "/internal/sysinfo"),
+    ("GET", "/internal/sysinfo-download"),
+    ("GET", "/internal/profile-startup"),
+    ("GET", "/internal/quicksettings-hint"),
+    ("GET", "/internal/pending-tasks"),
+    ("POST", "/internal/progress"),
+    ("GET", "/sdapi/v1/loras"),
+    ("GET", "/controlnet/model_list"),
+    ("GET", "/controlnet/module_list"),
+]
+
+
+def test_routes_open_without_the_login_show_no_password(lab, converged):
+    host = lab.hosts[0]
+    handed = credentials()[host]
+    secrets = {handed["password"], handed["api_password"]}
+    assert all(len(secret) >= 8 for secret in secrets)
+    for method, path in OPEN_ROUTES:
+        form = {"id_task": "task(none)"} if method == "POST" else None
+        answer = ask(lab, host, path, method=method, form=form)
+        # /login_check is open by design: it answers whether the caller is logged in
+        assert answer["status"] == (401 if path == "/login_check" else 200), (path, answer)
+        assert not any(secret in json.dumps(answer) for secret in secrets), path
+    assert json.loads(ask(lab, host, "/internal/ping")["body"]) == {}
+    assert "/openapi.json" in ask(lab, host, "/docs")["body"]
+    assert "/internal/sysinfo" in json.loads(ask(lab, host, "/openapi.json")["body"])["paths"]
 
 
 @pytest.mark.parametrize("column", ["password", "api_password"])
@@ -568,8 +615,33 @@ def test_webui_state_stops_and_starts_the_whole_fleet(lab, rerun):
         ({"webui_auth": False}, "webui_share or webui_listen is on but webui_auth is off"),
         ({"webui_extra_args": ["--no-such-flag", "--xformers"]}, "--no-such-flag"),
         ({"webui_extra_args": ["--api-auth", "u:p"]}, "--api-auth is set through"),
+        ({"webui_extra_args": ["--hide-ui-dir-config"]}, "is set through webui_hide_ui_dir_config"),
+        # Forge splits --api-auth at every ':' and fails to start
+        ({"webui_api_auth_password": "pass:word"}, "the API password must be non-empty without"),
+        (
+            {
+                "webui_extra_args": [
+                    "--xformers",
+                    "--allow-code",
+                    "--enable-insecure-extension-access",
+                ]
+            },
+            "--allow-code, --enable-insecure-extension-access with webui_share on",
+        ),
+        (
+            {"webui_frpc_url": "https://mirror.example/frpc_linux_amd64"},
+            "webui_frpc_url and webui_frpc_sha256 go together",
+        ),
     ],
-    ids=["share-without-login", "unknown-flag", "password-flag"],
+    ids=[
+        "share-without-login",
+        "unknown-flag",
+        "password-flag",
+        "managed-hide-ui-dir-config",
+        "colon-in-api-password",
+        "code-execution-with-share",
+        "frpc-url-without-sha256",
+    ],
 )
 def test_bad_settings_are_refused_before_any_change(lab, rerun, options, message):
     host = lab.hosts[0]
@@ -581,6 +653,103 @@ def test_bad_settings_are_refused_before_any_change(lab, rerun, options, message
     assert result.stats[host]["changed"] == 0
     assert lab.exec(host, "systemctl", "cat", UNIT) == unit_before
     assert main_pid(lab, host) == pid
+
+
+def test_code_execution_flags_with_share_are_allowed_only_on_request_with_a_warning(lab, rerun):
+    host = lab.hosts[0]
+    result = webui(
+        lab,
+        check=True,
+        limit=host,
+        extravars={
+            "webui_allow_insecure_with_share": True,
+            "webui_extra_args": ["--allow-code"],
+        },
+    )
+    assert result.ok, result.explain()
+    warnings = result.task("Record the risks the settings accept", host).res["ansible_facts"]
+    assert warnings["webui_warnings"] == [
+        "--allow-code with webui_share: a logged-in user can run code on this VM as azureuser"
+        " (webui_allow_insecure_with_share is true)"
+    ]
+    shown = result.task("Warn about the risks the settings accept", host).res["results"]
+    assert [item["msg"] for item in shown] == [f"WARNING {host}: " + warnings["webui_warnings"][0]]
+    # without the flag, the fact is there and empty (the report reads it on every host)
+    plain = webui(lab, check=True, limit=host)
+    facts = plain.task("Record the risks the settings accept", host).res["ansible_facts"]
+    assert facts["webui_warnings"] == []
+
+
+def test_forge_runs_with_the_saving_paths_hidden_when_shared(lab, converged):
+    for host in lab.hosts:
+        assert "--hide-ui-dir-config" in show(lab, host, "ExecStart")
+
+
+@pytest.fixture(scope="module")
+def frpc_site(lab, tmp_path_factory):
+    """A download site on the lab network holding a file in place of gradio's frpc binary."""
+    files = tmp_path_factory.mktemp("frpc")
+    cert, key = issue_server_cert([lab.lab.gateway], files / "tls")
+    binary = files / "site" / "frpc_linux_amd64"
+    binary.parent.mkdir()
+    binary.write_bytes(b"#!/bin/sh\n# lab stand-in for gradio's frpc 0.2\n")
+    with DownloadSite(lab.lab.gateway, files / "site", (str(cert), str(key))) as site:
+        site.frpc = {
+            "webui_frpc_url": f"{site.url}/{binary.name}",
+            "webui_frpc_sha256": hashlib.sha256(binary.read_bytes()).hexdigest(),
+        }
+        yield site
+
+
+def gradio_dir(lab, host) -> str:
+    """gradio's package folder in the env the forge stage prepared (its record names the python)."""
+    record = json.loads(lab.exec(host, "cat", "/var/lib/forge-fleet/forge.json"))
+    return (
+        lab.exec(
+            host,
+            record["python"],
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ).strip()
+        + "/gradio"
+    )
+
+
+def test_a_blocked_cdn_is_bypassed_by_webui_frpc_url_checked_by_sha256(lab, rerun, frpc_site):
+    host = lab.hosts[1]
+    binary = gradio_dir(lab, host) + "/frpc_linux_amd64_v0.2"
+    lab.exec(host, "rm", "-f", binary)
+    lab.exec(host, "sh", "-c", f"echo frpc-cdn-blocked > {SCENARIO_FILE}")
+    try:
+        # a wrong sha256: refused, nothing under the binary's name, Forge left running
+        pid = main_pid(lab, host)
+        wrong = webui(lab, extravars={**frpc_site.frpc, "webui_frpc_sha256": "0" * 64}, limit=host)
+        assert not wrong.ok
+        failure = wrong.task("Say why the tunnel binary could not be placed", host)
+        assert f"gradio's tunnel binary was not placed at {binary}" in failure.msg
+        assert "checksum" in failure.msg
+        assert lab.exec(host, "sh", "-c", f"ls {binary} 2>/dev/null || true") == ""
+        assert main_pid(lab, host) == pid
+        # --check says it would place it, and places nothing
+        dry = webui(lab, check=True, extravars=frpc_site.frpc, limit=host)
+        assert dry.ok, dry.explain()
+        assert dry.task("Download gradio's tunnel binary and check its sha256", host).changed
+        assert lab.exec(host, "sh", "-c", f"ls {binary} 2>/dev/null || true") == ""
+        # the right one: placed executable, Forge restarted once, gradio shares
+        placed = webui(lab, extravars=frpc_site.frpc, limit=host)
+        assert placed.ok, placed.explain()
+        assert lab.exec(host, "stat", "-c", "%U %a", binary).strip() == "azureuser 755"
+        assert main_pid(lab, host) != pid
+        report = placed.task("Report the share URL", host).res["msg"]
+        assert "share URL https://" in report, report
+        # a re-run downloads nothing and keeps Forge
+        pid = main_pid(lab, host)
+        again = webui(lab, extravars=frpc_site.frpc, limit=host)
+        assert again.ok, again.explain()
+        assert again.stats[host]["changed"] == 0, again.changed_tasks(host)
+        assert main_pid(lab, host) == pid
+    finally:
+        lab.exec(host, "rm", "-f", SCENARIO_FILE, binary)
 
 
 def test_check_mode_on_a_converged_host_reports_no_change(lab, rerun):

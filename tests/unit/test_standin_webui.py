@@ -302,3 +302,58 @@ def test_a_credential_line_without_colon_fails_at_start(served, tmp_path):
     path.write_text("justaname\n")
     r = served(gradio_auth_path=str(path))
     assert r.proc.wait(timeout=10) == 1
+
+
+def _standin_module():
+    """The serving half itself, loaded from its file (it imports only the standard library)."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location(
+        "standin_webui_under_test", FORGE_REPO / "modules" / "standin_webui.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_frpc_binary_is_named_and_placed_as_gradio_4_40_does(monkeypatch):
+    standin = _standin_module()
+    monkeypatch.setattr(standin.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(standin.sysconfig, "get_paths", lambda: {"purelib": "/env/site"})
+    assert standin.frpc_path() == "/env/site/gradio/frpc_linux_amd64_v0.2"
+    monkeypatch.setattr(standin.platform, "machine", lambda: "aarch64")
+    assert standin.frpc_path() == "/env/site/gradio/frpc_linux_aarch64_v0.2"
+
+
+def test_blocked_cdn_shares_only_once_the_binary_is_in_gradios_folder(tmp_path, monkeypatch):
+    standin = _standin_module()
+    binary = tmp_path / "gradio" / "frpc_linux_amd64_v0.2"
+    monkeypatch.setattr(standin, "frpc_path", lambda: str(binary))
+    missing = "\n".join(standin.share_lines({"frpc-cdn-blocked": ""}, 7860, []))
+    assert f"Could not create share link. Missing file: {binary}." in missing
+    assert f"Move the file to this location: {binary.parent}" in missing
+    binary.parent.mkdir()
+    binary.write_bytes(b"frpc")
+    shared = standin.share_lines({"frpc-cdn-blocked": ""}, 7860, [])
+    assert shared[0].startswith("Running on public URL: https://")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/docs"),
+        ("GET", "/redoc"),
+        ("GET", "/openapi.json"),
+        ("GET", "/internal/ping"),
+        ("GET", "/internal/pending-tasks"),
+        ("POST", "/internal/progress"),
+        ("GET", "/sdapi/v1/loras"),
+        ("GET", "/robots.txt"),
+    ],
+)
+def test_forges_open_routes_answer_without_the_login(served, auth_file, method, path):
+    r = served(gradio_auth_path=str(auth_file), api=True, api_auth=f"api:{API_PASSWORD}")
+    status, _, body = r.ask(method, path, body=b"{}" if method == "POST" else None)
+    assert status == 200
+    assert PASSWORD.encode() not in body and API_PASSWORD.encode() not in body
+    assert r.ask("GET", "/config")[0] == 401  # the UI itself stays behind the login

@@ -7,8 +7,9 @@ Written from Forge's launch contract, not from its code. As Forge does:
 - ``prepare_environment()`` installs TORCH_COMMAND, then CLIP_PACKAGE and OPENCLIP_PACKAGE
   when they are set (Forge's defaults are GitHub archives the lab cannot reach, so unset
   means skipped), then REQS_FILE, with the python it runs on, from whatever package index
-  pip is configured for; a failed step raises Forge's RuntimeError ("Couldn't install
-  <what>."); it prints "Exiting because of --exit argument" last, only when every step passed;
+  pip is configured for, and leaves gradio's package folder (site-packages/gradio) in the
+  env; a failed step raises Forge's RuntimeError ("Couldn't install <what>."); it prints
+  "Exiting because of --exit argument" last, only when every step passed;
 - ``start()`` prints "Launching Web UI with arguments: <sys.argv[1:], shell-quoted>", then
   parses the options strictly (modules/shared_cmd_options.py) and serves the stand-in UI.
 """
@@ -19,6 +20,7 @@ import os
 import shlex
 import subprocess
 import sys
+import sysconfig
 from importlib import metadata
 
 sys.argv += shlex.split(os.environ.get("COMMANDLINE_ARGS", ""))
@@ -46,6 +48,8 @@ def make_parser():
     add("--api", action="store_true")
     add("--api-auth", type=str, default=None)
     add("--enable-insecure-extension-access", action="store_true")
+    add("--allow-code", action="store_true")
+    add("--hide-ui-dir-config", action="store_true")
     add("--xformers", action="store_true")
     add("--skip-torch-cuda-test", action="store_true")
     add("--skip-prepare-environment", action="store_true")
@@ -153,6 +157,9 @@ def prepare_environment():
             "Installing requirements",
             "Couldn't install requirements",
         )
+    # gradio is in Forge's requirements: its package folder, where gradio keeps its tunnel
+    # binary (the stand-in's serving half reads it there)
+    os.makedirs(os.path.join(sysconfig.get_paths()["purelib"], "gradio"), exist_ok=True)
     if "--exit" in sys.argv:
         print("Exiting because of --exit argument", flush=True)
         raise SystemExit(0)

@@ -23,6 +23,8 @@ Scenarios: the file named by FORGE_LAB_WEBUI_SCENARIO_FILE (default
   slow SECONDS           wait that long before serving (a large checkpoint loading)
   share-fail             gradio could not reach its share server
   share-missing-binary   gradio's tunnel binary could not be downloaded (blocked)
+  frpc-cdn-blocked       gradio's CDN is blocked: the share link works only when the tunnel
+                         binary is already in gradio's folder of the env (frpc_path())
 
 Standard library only: it runs in the VM's conda env (Python 3.8+).
 """
@@ -39,11 +41,10 @@ import secrets
 import signal
 import socketserver
 import sys
+import sysconfig
 import threading
 import time
 import urllib.parse
-
-from modules import standin_share
 
 SCENARIO_FILE = "/etc/forge-lab/webui-scenario"
 NOT_AUTHENTICATED = {"detail": "Not authenticated"}
@@ -246,6 +247,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "text/plain; charset=utf-8",
                 [("content-disposition", f'{disposition}; filename="{name}"')],
             )
+        elif ("GET", path) in OPEN_ROUTES:
+            self._send(200, *OPEN_ROUTES["GET", path](webui))
         elif path.startswith("/sdapi/"):
             self._api("GET", path)
         elif path == "/login_check":
@@ -279,7 +282,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path.rstrip("/") or "/"
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
-        if path.startswith("/sdapi/"):
+        if ("POST", path) in OPEN_ROUTES:
+            self._send(200, *OPEN_ROUTES["POST", path](self.webui))
+        elif path.startswith("/sdapi/"):
             self._api("POST", path)
         elif path == "/login":
             self._login(body)
@@ -347,6 +352,71 @@ def _models() -> list[dict]:
     ]
 
 
+def _openapi(webui) -> tuple:
+    """FastAPI's schema of the app: every route, the login-protected ones included."""
+    answered_in_do_get = {"/", "/login", "/login_check", "/logout", "/config", "/info"}
+    sysinfo_pair = {"/internal/sysinfo", "/internal/sysinfo-download"}
+    paths = sorted({path for _, path in OPEN_ROUTES} | answered_in_do_get | sysinfo_pair)
+    schema = {"openapi": "3.1.0", "info": {"title": "FastAPI", "version": "0.1.0"}}
+    return ({**schema, "paths": {p: {} for p in paths}},)
+
+
+def _swagger(title: str) -> tuple:
+    page = (
+        f"<!DOCTYPE html><html><head><title>{title}</title></head><body>"
+        "<div id='swagger-ui'></div><script>const ui = SwaggerUIBundle("
+        "{url: '/openapi.json', dom_id: '#swagger-ui'})</script></body></html>"
+    )
+    return (page.encode(), "text/html; charset=utf-8")
+
+
+# Routes Forge's app (gradio 4.40 routes.py, Forge's webui.py, modules/ui.py,
+# modules/progress.py, the built-in extensions) serves without gradio's login, as cheap
+# stand-ins: method, path -> function(webui) giving (body[, content type]). The sysinfo pair,
+# the login routes and "/" are answered in do_GET itself.
+OPEN_ROUTES = {
+    ("GET", "/docs"): lambda webui: _swagger("FastAPI - Swagger UI"),
+    ("GET", "/redoc"): lambda webui: _swagger("FastAPI - ReDoc"),
+    ("GET", "/openapi.json"): _openapi,
+    ("GET", "/internal/ping"): lambda webui: ({},),
+    ("GET", "/internal/profile-startup"): lambda webui: ({"total": 0.0, "records": {}},),
+    ("GET", "/internal/quicksettings-hint"): lambda webui: (
+        [{"name": "sd_model_checkpoint", "label": "Stable Diffusion checkpoint"}],
+    ),
+    ("GET", "/internal/pending-tasks"): lambda webui: ({"size": 0, "tasks": []},),
+    ("POST", "/internal/progress"): lambda webui: (
+        {
+            "active": False,
+            "queued": False,
+            "completed": False,
+            "progress": None,
+            "eta": None,
+            "live_preview": None,
+            "id_live_preview": -1,
+            "textinfo": "Waiting...",
+        },
+    ),
+    ("GET", "/user"): lambda webui: (None,),
+    ("GET", "/token"): lambda webui: ({"token": None, "user": None},),
+    ("GET", "/app_id"): lambda webui: ({"app_id": webui.cookie_id[:16]},),
+    ("GET", "/theme.css"): lambda webui: (b":root { --name: default; }", "text/css"),
+    ("GET", "/robots.txt"): lambda webui: (
+        b"User-agent: *\nDisallow: " + (b"/" if webui.args.share else b""),
+        "text/plain; charset=utf-8",
+    ),
+    ("GET", "/favicon.ico"): lambda webui: (
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        "image/svg+xml",
+    ),
+    ("GET", "/startup-events"): lambda webui: (False,),
+    ("POST", "/reset"): lambda webui: ({"success": True},),
+    # extensions-builtin: registered on app start, outside --api and --api-auth
+    ("GET", "/sdapi/v1/loras"): lambda webui: ([],),
+    ("GET", "/controlnet/model_list"): lambda webui: ({"model_list": []},),
+    ("GET", "/controlnet/module_list"): lambda webui: ({"module_list": [], "module_detail": {}},),
+}
+
+
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -368,17 +438,30 @@ def make_server(args, argv: list[str]) -> tuple[_Server, str]:
     return server, host
 
 
+def frpc_path() -> str:
+    """gradio/tunneling.py: BINARY_PATH, in the gradio package folder of this env."""
+    machine = platform.machine()
+    machine = "amd64" if machine == "x86_64" else machine
+    folder = os.path.join(sysconfig.get_paths()["purelib"], "gradio")
+    return os.path.join(folder, f"frpc_{platform.system().lower()}_{machine.lower()}_v0.2")
+
+
 def share_lines(scenario: dict[str, str], port: int, tunnels: list) -> list[str]:
     """What gradio prints after the local URL when --share is on. With gradio's
     GRADIO_SHARE_SERVER_ADDRESS (the lab's share server) the link is a real tunnel, appended
     to ``tunnels``; without it a made-up gradio.live link that leads nowhere."""
     if "share-fail" in scenario:
         return [SHARE_FAILED]
+    if "frpc-cdn-blocked" in scenario and not os.path.isfile(frpc_path()):
+        path = frpc_path()
+        return [SHARE_MISSING_BINARY.format(path=path, folder=os.path.dirname(path))]
     if "share-missing-binary" in scenario:
         folder = os.path.join(sys.prefix, "lib", "python3", "site-packages", "gradio")
         return [SHARE_MISSING_BINARY.format(path=folder + "/frpc_linux_amd64_v0.2", folder=folder)]
     server = os.environ.get("GRADIO_SHARE_SERVER_ADDRESS")
     if server:
+        from modules import standin_share  # noqa: PLC0415 - the checkout is on sys.path only then
+
         tunnel = standin_share.Tunnel(server, port)
         try:
             link = tunnel.open()
