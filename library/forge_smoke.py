@@ -9,12 +9,13 @@ DOCUMENTATION = r"""
 module: forge_smoke
 short_description: Prove that Forge makes an image - log in as the student, make one tiny txt2img
 description:
-  - Logs in as the student would (C(POST /login) with the first login of O(auth_file)), which
+  - >-
+    Logs in as the student would (C(POST /login) with the first login of O(auth_file)), which
     must answer 200 C({"success": true}).
   - Lists the checkpoints through Forge's API (C(GET /sdapi/v1/sd-models), HTTP basic auth
-    with the credentials in O(api_auth_file)) and chooses O(checkpoint), or the first one
-    Forge lists.
-  - Makes one image (C(POST /sdapi/v1/txt2img), O(steps) steps at O(width)xO(height)) with
+    with the credentials in O(api_auth_file)) and chooses O(checkpoint), or the one Forge
+    has selected (C(GET /sdapi/v1/options)), else the first one it lists.
+  - Makes one image (C(POST /sdapi/v1/txt2img), O(steps) steps, O(width) by O(height)) with
     C(save_images) off (nothing lands in C(outputs/)) and Forge's settings restored
     afterwards; the image must be a PNG of that size with more than one colour.
   - Credentials are read from the files on the host, never taken as options, and never
@@ -46,7 +47,8 @@ options:
   checkpoint:
     description: >-
       The checkpoint to use, by title, model name or file name as Forge lists it; empty - the
-      first checkpoint Forge lists.
+      one Forge has selected (its C(sd_model_checkpoint) option, so no checkpoint switch),
+      else the first checkpoint Forge lists.
     type: str
     default: ""
   width:

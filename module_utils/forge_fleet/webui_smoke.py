@@ -1,7 +1,8 @@
 """Forge's first image: prove a host can generate, as the class will use it.
 
 Log in as the student (gradio's ``POST /login``), then, through Forge's API and its own
-credentials, list the checkpoints (``GET /sdapi/v1/sd-models``) and make one tiny image
+credentials, list the checkpoints (``GET /sdapi/v1/sd-models``; without a checkpoint asked
+for, the one Forge has selected, ``GET /sdapi/v1/options``) and make one tiny image
 (``POST /sdapi/v1/txt2img``) with nothing saved (``save_images: false``) and the settings put
 back afterwards (``override_settings_restore_afterwards``). The image must be a PNG of the
 requested size with more than one colour. Timed twice: the request itself, and from the start
@@ -28,7 +29,7 @@ import urllib.parse
 import zlib
 from typing import TYPE_CHECKING
 
-from ansible.module_utils.forge_fleet.webui_service import (
+from .webui_service import (
     WebuiFailed,
     journal,
     monotonic_now_usec,
@@ -209,9 +210,10 @@ def _names(model: dict) -> list[str]:
     ]
 
 
-def choose_checkpoint(models: object, wanted: str) -> dict:
+def choose_checkpoint(models: object, wanted: str, selected: str = "") -> dict:
     """The checkpoint to make the image with: ``wanted`` (a title, model name or file name)
-    or, when empty, the first checkpoint Forge lists."""
+    or, when empty, the one Forge has selected (its sd_model_checkpoint option, what it loads
+    anyway) when it lists it, else the first checkpoint it lists."""
     if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
         raise SmokeFailed(f"GET /sdapi/v1/sd-models answered no list of checkpoints: {models!r}")
     if not models:
@@ -221,7 +223,8 @@ def choose_checkpoint(models: object, wanted: str) -> dict:
             "Forge's models/Stable-diffusion) or set webui_smoke: never."
         )
     if not wanted:
-        return models[0]
+        found = [model for model in models if selected and selected in _names(model)]
+        return (found or models)[0]
     for model in models:
         if wanted in _names(model):
             return model
@@ -386,7 +389,14 @@ def smoke(
                 else ""
             )
         )
-    chosen = choose_checkpoint(_json(body), checkpoint)
+    models = _json(body)
+    selected = ""
+    if not checkpoint:  # what Forge has selected: no checkpoint switch, before or after
+        status, body = request(port, "GET", "/sdapi/v1/options", headers=auth, timeout=60)
+        options = _json(body) if status == 200 else None
+        if isinstance(options, dict) and isinstance(options.get("sd_model_checkpoint"), str):
+            selected = options["sd_model_checkpoint"]
+    chosen = choose_checkpoint(models, checkpoint, selected)
     title = str(chosen.get("title"))
     state = _state(unit, run)
     before = len(journal(unit, state.get("InvocationID", ""), run=run))
