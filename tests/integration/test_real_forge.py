@@ -51,6 +51,7 @@ CHECKPOINT = "random-sd15.safetensors"
 PREPARE_WAIT = "Wait for the preparation, showing progress"
 COLLECT = "Collect the preparation result"
 READY = "Wait until Forge answers behind its login"
+SMOKE = "Make one tiny image as the class would"  # the webui stage's first image
 # Wheels forge_legacy_preprocessors' install.py fetches from GitHub releases; no mirror of
 # them here (HANDREFINER_WHEEL, DEPTH_ANYTHING_WHEEL, DEPTH_ANYTHING_V2_WHEEL)
 PREPROCESSOR_WHEELS = (
@@ -200,6 +201,11 @@ def converged(vm, settings):
     try:
         TIMES["preparation (s)"] = result.task(PREPARE_WAIT, host).duration
         TIMES["Forge start until it answers (s)"] = result.task(READY, host).duration
+        smoke = result.task(SMOKE, host).res
+        TIMES["first image in the converge: txt2img, 64x64, 1 step (s)"] = smoke[
+            "generation_seconds"
+        ]
+        TIMES["first image in the converge: from Forge's start (s)"] = smoke["first_image_seconds"]
     except KeyError:
         pass
     journal = vm.exec(host, "journalctl", "--no-pager", "-u", UNIT, "-o", "cat", check=False)
@@ -323,11 +329,28 @@ def test_models_stage_placed_the_checkpoint_forge_lists(vm, hub, credentials):
     assert CHECKPOINT in [Path(m["filename"]).name for m in json.loads(models["body"])]
 
 
+def test_the_converge_proved_forge_makes_an_image(vm, converged):
+    smoke = converged.task(SMOKE, vm.hosts[0])
+    assert smoke.status == "ok" and not smoke.changed, smoke.res
+    image = smoke.res
+    # Forge's title: the file name, with " [<sha256[:10]>]" once it hashed the checkpoint
+    assert image["checkpoint"].split(" [")[0] == CHECKPOINT
+    assert image["model_used"] == CHECKPOINT.rsplit(".", 1)[0]
+    assert (image["width"], image["height"], image["steps"]) == (64, 64, 1)
+    # the load of the checkpoint and one step on 2 CPU cores; Forge started before it
+    assert 0 < image["generation_seconds"] < image["first_image_seconds"] < 900
+    assert image["image_bytes"] > 1000
+    # nothing saved where Forge keeps images (save_images: false)
+    found = vm.exec(vm.hosts[0], "sh", "-c", f"find {FORGE}/outputs -name '*.png' 2>/dev/null; :")
+    assert found.strip() == ""
+
+
 def test_txt2img_returns_a_64x64_png_that_is_not_blank(vm, credentials):
     api = f"{credentials['api_user']}:{credentials['api_password']}"
     request = {"prompt": "a lighthouse", "steps": 1, "width": 64, "height": 64, "seed": 1}
     answer = ask(vm, "/sdapi/v1/txt2img", method="POST", body=request, basic=api)
-    TIMES["first txt2img, 64x64, 1 step (s)"] = answer["seconds"]
+    # the converge's first image loaded the checkpoint already
+    TIMES["txt2img after the first image, 64x64, 1 step (s)"] = answer["seconds"]
     assert answer["status"] == 200, answer["body"][:2000]
     png = base64.b64decode(json.loads(answer["body"])["images"][0])
     width, height, rows = real_forge.png_pixels(png)

@@ -35,6 +35,9 @@ FORGE_DIR = "/home/azureuser/stable-diffusion-webui-forge"
 FILES = "Write the login files, the launcher and the systemd unit"  # one host_files run
 PROBE = "Read the service as it is now"  # forge_webui: the service, and what FILES would change
 RESTART_FOR = "Restart Forge for the files it reads when it starts"
+SMOKE = "Make one tiny image as the class would"  # forge_smoke: the first image
+# Forge lists it (the models stage does not run here); the stand-in only hashes its bytes
+CHECKPOINT = f"{FORGE_DIR}/models/Stable-diffusion/lab-tiny.safetensors"
 
 # One request from inside the VM: prints {"status", "headers", "body"} as JSON.
 HTTP = r"""
@@ -133,6 +136,10 @@ def converged(lab, forge_stand_in):
     _prepare_forge(lab, forge_stand_in)
     for host in lab.hosts:
         lab.exec(host, "rm", "-f", SCENARIO_FILE)
+        lab.exec(
+            host, "runuser", "-u", "azureuser", "--",
+            "sh", "-c", f"head -c 65536 /dev/urandom > {CHECKPOINT}",
+        )  # fmt: skip
     result = webui(lab, verbosity=3)
     assert result.ok, result.explain()
     return result
@@ -169,6 +176,7 @@ def test_rerun_changes_nothing_and_keeps_the_main_pid(lab, rerun):
         assert probe["files_changes"] == {}
         assert result.task(FILES, host).status == "skipped"
         assert result.task(RESTART_FOR, host).status == "skipped"
+        assert result.task(SMOKE, host).status == "skipped"  # no (re)start: no image
         health = result.task("Export the webui fact", host).res["ansible_facts"]["webui_service"]
         assert health["health"]["active_state"] == "active"
         assert health["health"]["share_url"] == probe["share_url"]
@@ -179,6 +187,63 @@ def test_rerun_changes_nothing_and_keeps_the_main_pid(lab, rerun):
         assert asked[host]["url"] == probe["share_url"]
         assert result.task(RENEW, host).status == "skipped"
         assert 0 <= health["health"]["share_age_hours"] < 1
+
+
+def test_the_first_start_made_a_first_image_on_each_host(lab, converged):
+    for host in lab.hosts:
+        smoke = converged.task(SMOKE, host)
+        assert smoke.status == "ok" and not smoke.changed, smoke.res
+        image = smoke.res
+        assert (image["checkpoint"], image["model_used"]) == ("lab-tiny.safetensors", "lab-tiny")
+        assert (image["width"], image["height"], image["steps"]) == (64, 64, 1)
+        assert 0 < image["generation_seconds"] < 10
+        # from the main process's start: Forge's start, the health check, then the image
+        assert image["generation_seconds"] < image["first_image_seconds"] < 120
+        assert image["image_bytes"] > 1000
+        assert image["invocation_id"] == show(lab, host, "InvocationID")
+        # nothing saved where Forge keeps images
+        assert lab.exec(
+            host, "sh", "-c", f"test -e {FORGE_DIR}/outputs && echo yes || echo no"
+        ) == ("no\n")
+
+
+def test_webui_smoke_always_makes_an_image_on_a_no_op_run(lab, rerun):
+    host = lab.hosts[0]
+    pid = main_pid(lab, host)
+    result = webui(lab, extravars={"webui_smoke": "always"}, limit=host)
+    assert result.ok, result.explain()
+    assert result.stats[host]["changed"] == 0, result.changed_tasks(host)
+    assert result.task(SMOKE, host).res["image_bytes"] > 1000
+    assert main_pid(lab, host) == pid
+
+
+def test_tags_smoke_runs_only_the_first_image(lab, rerun):
+    host = lab.hosts[1]
+    result = webui(lab, tags="smoke", limit=host)
+    assert result.ok, result.explain()
+    assert result.task(SMOKE, host).res["width"] == 64
+    ran = {t.task.split(" : ")[-1] for t in result.for_host(host) if t.status != "skipped"}
+    assert PROBE not in ran and "Wait until Forge answers behind its login" not in ran, ran
+    assert result.stats[host]["changed"] == 0
+
+
+def test_out_of_memory_fails_that_host_with_forges_line_and_leaves_the_other(lab, rerun):
+    host, other = lab.hosts
+    lab.exec(host, "sh", "-c", f"echo oom > {SCENARIO_FILE}")  # read at each txt2img
+    try:
+        result = webui(lab, extravars={"webui_smoke": "always"})
+    finally:
+        lab.exec(host, "rm", "-f", SCENARIO_FILE)
+    assert not result.ok
+    failure = result.task(SMOKE, host)
+    assert failure.failed
+    assert "answered 500: OutOfMemoryError: CUDA out of memory. Tried to allocate" in failure.msg
+    assert "Forge's journal (forge-webui.service): torch.cuda.OutOfMemoryError: CUDA" in (
+        failure.msg
+    )
+    assert [t.host for t in result.failures()] == [host]
+    assert result.task(SMOKE, other).res["image_bytes"] > 1000
+    assert result.stats[other]["changed"] == 0
 
 
 def test_auth_file_is_0600_azureuser_with_the_handed_out_password(lab, converged):

@@ -7,6 +7,7 @@ and talks HTTP to it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -19,6 +20,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+
+from forge_fleet import webui_smoke
 
 ROOT = Path(__file__).resolve().parents[2]
 FORGE_REPO = ROOT / "tests" / "doubles" / "forge" / "repo"
@@ -357,3 +360,170 @@ def test_forges_open_routes_answer_without_the_login(served, auth_file, method, 
     assert status == 200
     assert PASSWORD.encode() not in body and API_PASSWORD.encode() not in body
     assert r.ask("GET", "/config")[0] == 401  # the UI itself stays behind the login
+
+
+# -- Forge's API: checkpoints and txt2img (modules/api/api.py, processing.py at the pin) ----
+
+
+def basic(user: str = "api", password: str = API_PASSWORD) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture
+def checkpoints(tmp_path) -> dict[str, Path]:
+    """Two checkpoints where Forge lists them (the stand-in runs in tmp_path), and a VAE."""
+    folder = tmp_path / "models" / "Stable-diffusion"
+    (folder / "xl").mkdir(parents=True)
+    paths = {"b-sd15": folder / "b-sd15.safetensors", "a-xl": folder / "xl" / "A-xl.safetensors"}
+    for name, path in paths.items():
+        path.write_bytes(name.encode() * 100)
+    (folder / "b-sd15.vae.safetensors").write_bytes(b"vae")
+    return paths
+
+
+def api_served(served, **options) -> Running:
+    return served(api=True, api_auth=f"api:{API_PASSWORD}", **options)
+
+
+def txt2img(r: Running, **request):
+    body = json.dumps({"prompt": "a lighthouse", "steps": 1, "width": 64, "height": 64, **request})
+    status, _, answer = r.ask(
+        "POST",
+        "/sdapi/v1/txt2img",
+        body.encode(),
+        {"Content-Type": "application/json", **basic()},
+    )
+    return status, json.loads(answer)
+
+
+def printed_since_start(r: Running) -> str:
+    """What the stand-in printed after its start line (its journal), once stopped."""
+    r.proc.kill()
+    return r.proc.stdout.read()
+
+
+def test_sd_models_answers_in_forges_shape_hashes_known_once_loaded(served, checkpoints):
+    r = api_served(served)
+    status, _, body = r.ask("GET", "/sdapi/v1/sd-models", headers=basic())
+    assert status == 200
+    assert json.loads(body) == [
+        {
+            "title": "b-sd15.safetensors",
+            "model_name": "b-sd15",
+            "hash": None,
+            "sha256": None,
+            "filename": str(checkpoints["b-sd15"]),
+            "config": None,
+        },
+        {
+            "title": "xl/A-xl.safetensors",
+            "model_name": "xl_A-xl",
+            "hash": None,
+            "sha256": None,
+            "filename": str(checkpoints["a-xl"]),
+            "config": None,
+        },
+    ]
+    assert txt2img(r)[0] == 200  # loads the first one: Forge hashes it then
+    sha256 = hashlib.sha256(checkpoints["b-sd15"].read_bytes()).hexdigest()
+    first = json.loads(r.ask("GET", "/sdapi/v1/sd-models", headers=basic())[2])[0]
+    assert (first["title"], first["hash"], first["sha256"]) == (
+        f"b-sd15.safetensors [{sha256[:10]}]",
+        sha256[:10],
+        sha256,
+    )
+
+
+def test_txt2img_needs_the_api_credentials(served, checkpoints):
+    r = api_served(served)
+    status, _, body = r.ask("POST", "/sdapi/v1/txt2img", b"{}", basic(password="wrong"))
+    assert (status, json.loads(body)) == (401, {"detail": "Incorrect username or password"})
+
+
+def test_txt2img_makes_a_png_of_the_size_asked_for_the_same_for_a_seed(
+    served, checkpoints, tmp_path
+):
+    r = api_served(served)
+    status, answer = txt2img(r, width=64, height=96, seed=7, save_images=False)
+    assert status == 200
+    data = base64.b64decode(answer["images"][0])
+    assert webui_smoke.png_size(data) == (64, 96)
+    assert len(webui_smoke.png_pixels(data)) > 100  # a picture, not one colour
+    assert txt2img(r, width=64, height=96, seed=7)[1]["images"] == answer["images"]
+    assert txt2img(r, width=64, height=96, seed=8)[1]["images"] != answer["images"]
+    info = json.loads(answer["info"])
+    assert (info["seed"], info["width"], info["height"], info["steps"]) == (7, 64, 96, 1)
+    assert info["sd_model_name"] == "b-sd15"
+    assert answer["parameters"]["prompt"] == "a lighthouse"
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_txt2img_uses_the_checkpoint_of_override_settings_and_drops_an_unknown_one(
+    served, checkpoints
+):
+    r = api_served(served)
+    chosen = txt2img(r, override_settings={"sd_model_checkpoint": "xl/A-xl.safetensors"})[1]
+    assert json.loads(chosen["info"])["sd_model_name"] == "A-xl"
+    # restored afterwards, and an unknown name is dropped (processing.py): the first one
+    for override in ({}, {"sd_model_checkpoint": "nope.safetensors"}):
+        answer = txt2img(r, override_settings=override)[1]
+        assert json.loads(answer["info"])["sd_model_name"] == "b-sd15"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("oom", "torch.cuda.OutOfMemoryError", "CUDA out of memory. Tried to allocate 2.50 GiB."),
+        ("checkpoint-broken", "ValueError", "Failed to recognize model type!"),
+    ],
+    ids=["oom", "checkpoint-broken"],
+)
+def test_failure_scenarios_answer_forges_error_json_and_print_the_traceback(
+    served, checkpoints, tmp_path, case
+):
+    scenario, qualified, message = case
+    r = api_served(served)
+    (tmp_path / "webui-scenario").write_text(f"{scenario}\n")  # read at each request
+    status, answer = txt2img(r)
+    assert status == 500
+    assert answer["error"] == qualified.rsplit(".", 1)[-1]
+    assert (answer["detail"], answer["body"]) == ("", "")
+    assert answer["message"].startswith(message)
+    printed = printed_since_start(r)
+    assert "ERROR:    Exception in ASGI application" in printed
+    assert f"{qualified}: {answer['message']}\n" in printed
+    assert webui_smoke.journal_error(printed.splitlines()) == f"{qualified}: {answer['message']}"
+
+
+def test_nan_scenario_answers_a_black_image_as_forge_at_the_pin(served, checkpoints, tmp_path):
+    r = api_served(served)
+    (tmp_path / "webui-scenario").write_text("nan\n")
+    status, answer = txt2img(r)
+    assert status == 200
+    assert webui_smoke.png_pixels(base64.b64decode(answer["images"][0])) == {b"\0\0\0"}
+
+
+def test_txt2img_without_any_checkpoint_fails_as_forges_loader(served):
+    r = api_served(served)
+    assert json.loads(r.ask("GET", "/sdapi/v1/sd-models", headers=basic())[2]) == []
+    status, answer = txt2img(r)
+    assert (status, answer["error"]) == (500, "ValueError")
+    assert answer["message"].startswith("You do not have any model!")
+
+
+def test_the_first_image_module_passes_against_the_stand_in(served, checkpoints, auth_file):
+    r = api_served(served, gradio_auth_path=str(auth_file))
+
+    def run(argv):
+        return 0, "ActiveState=active\nExecMainStartTimestampMonotonic=1\n", ""
+
+    result = webui_smoke.smoke(
+        r.port,
+        "forge-webui.service",
+        login=("student", PASSWORD),
+        api_auth=("api", API_PASSWORD),
+        run=run,
+    )
+    assert (result["checkpoint"], result["model_used"]) == ("b-sd15.safetensors", "b-sd15")
+    assert (result["width"], result["height"]) == (64, 64)
+    assert result["image_bytes"] > 100

@@ -10,7 +10,13 @@ Fleet uses (tests/DOUBLES.md has the contract):
   {"success": true} with cookies access-token-<id> and access-token-unsecure-<id>, or 400
   {"detail": "Incorrect credentials."};
 - with --api, /sdapi/v1/... outside gradio's login, behind HTTP basic auth only when
-  --api-auth is given (as Forge's modules/api/api.py does);
+  --api-auth is given (as Forge's modules/api/api.py does): GET sd-models in Forge's shape
+  (title, model_name, hash, sha256, filename, config) for the checkpoints in
+  models/Stable-diffusion and --ckpt-dir, and POST txt2img, which makes a real PNG of the
+  requested size (deterministic from the seed, never one colour) with the checkpoint chosen
+  by override_settings.sd_model_checkpoint (an unknown one is dropped, as Forge does), and
+  answers {"images", "parameters", "info"}; its failures answer 500 with Forge's error JSON
+  {"error", "detail", "body", "message"} and print uvicorn's traceback into the journal;
 - /internal/sysinfo without login: argv with the --gradio-auth/--api-auth values replaced by
   "<hidden>", and the COMMANDLINE_ARGS environment variable verbatim (modules/sysinfo.py);
 - gradio's log lines: the local URL, then with --share a made-up
@@ -25,6 +31,12 @@ Scenarios: the file named by FORGE_LAB_WEBUI_SCENARIO_FILE (default
   share-missing-binary   gradio's tunnel binary could not be downloaded (blocked)
   frpc-cdn-blocked       gradio's CDN is blocked: the share link works only when the tunnel
                          binary is already in gradio's folder of the env (frpc_path())
+and, read at each txt2img request (no restart needed):
+  oom                    torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate ...
+  nan                    the model computes NaNs: a black image, no error (Forge at the pin
+                         never raises its NansException; --disable-nan-check is moot)
+  checkpoint-broken      the checkpoint does not load: ValueError: Failed to recognize model
+                         type! (Forge's loader, after the safetensors error)
 
 Standard library only: it runs in the VM's conda env (Python 3.8+).
 """
@@ -32,19 +44,23 @@ Standard library only: it runs in the VM's conda env (Python 3.8+).
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import http.server
 import json
 import os
 import platform
+import random
 import secrets
 import signal
 import socketserver
+import struct
 import sys
 import sysconfig
 import threading
 import time
 import urllib.parse
+import zlib
 
 SCENARIO_FILE = "/etc/forge-lab/webui-scenario"
 NOT_AUTHENTICATED = {"detail": "Not authenticated"}
@@ -153,6 +169,7 @@ class Webui:
         self.argv = list(argv)
         self.users = gradio_users(args)
         self.api_users = api_users(args)
+        self.checkpoints = Checkpoints(args)
         self.cookie_id = secrets.token_urlsafe(32)
         self.tokens: dict[str, str] = {}
 
@@ -285,7 +302,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if ("POST", path) in OPEN_ROUTES:
             self._send(200, *OPEN_ROUTES["POST", path](self.webui))
         elif path.startswith("/sdapi/"):
-            self._api("POST", path)
+            self._api("POST", path, body)
         elif path == "/login":
             self._login(body)
         else:
@@ -321,13 +338,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ],
         )
 
-    def _api(self, method: str, path: str):
+    def _api(self, method: str, path: str, body: bytes = b""):
         webui = self.webui
         routes = {
             ("GET", "/sdapi/v1/options"): lambda: {"sd_model_checkpoint": None},
-            ("GET", "/sdapi/v1/sd-models"): _models,
+            ("GET", "/sdapi/v1/sd-models"): webui.checkpoints.listed,
             ("GET", "/sdapi/v1/progress"): lambda: {"progress": 0.0, "eta_relative": 0.0},
             ("GET", "/sdapi/v1/cmd-flags"): lambda: vars(webui.args),
+            ("POST", "/sdapi/v1/txt2img"): lambda: webui.checkpoints.txt2img(body),
         }
         route = routes.get((method, path))
         if not webui.args.api or route is None:
@@ -337,19 +355,289 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not allowed:
             self._send(401, error, headers=[("www-authenticate", "Basic")])
             return
-        self._send(200, route())
+        try:
+            answer = route()
+        except Unprocessable as invalid:
+            self._send(422, {"detail": invalid.detail})
+            return
+        except ApiError as failed:
+            failed.log()
+            self._send(500, failed.answer())
+            return
+        self._send(200, answer)
 
 
-def _models() -> list[dict]:
-    folder = os.path.join(os.getcwd(), "models", "Stable-diffusion")
-    try:
-        names = sorted(n for n in os.listdir(folder) if n.endswith((".safetensors", ".ckpt")))
-    except FileNotFoundError:
-        names = []
-    return [
-        {"title": n, "model_name": n.rsplit(".", 1)[0], "filename": os.path.join(folder, n)}
-        for n in names
-    ]
+# -- Forge's API: its checkpoints and txt2img -------------------------------------------
+
+CHECKPOINT_EXTENSIONS = (".ckpt", ".safetensors", ".gguf")
+NOT_CHECKPOINTS = (".vae.ckpt", ".vae.safetensors")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# torch 2.3's CUDA caching allocator, as torch.cuda.OutOfMemoryError says it (made-up sizes)
+CUDA_OUT_OF_MEMORY = (
+    "CUDA out of memory. Tried to allocate 2.50 GiB. GPU 0 has a total capacity of 14.58 GiB "
+    "of which 1.12 GiB is free. Including non-PyTorch memory, this process has 13.45 GiB "
+    "memory in use. Of the allocated memory 12.91 GiB is allocated by PyTorch, and 415.21 MiB "
+    "is reserved by PyTorch but unallocated. If reserved but unallocated memory is large try "
+    "setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.  See "
+    "documentation for Memory Management  "
+    "(https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)"
+)
+# webui.py's default checkpoint error, raised by Forge's model loader (forge_model_reload)
+NO_MODEL = (
+    "You do not have any model! Please download at least one model in [models/Stable-diffusion]."
+)
+
+
+class Unprocessable(Exception):
+    """FastAPI's 422: the request body is not what the route takes."""
+
+    def __init__(self, detail: list[dict]):
+        super().__init__("unprocessable")
+        self.detail = detail
+
+
+class ApiError(Exception):
+    """An exception in an API route. Forge's handler (webui.py, _handle_exception, given to
+    gradio's app as its Exception handler) answers 500 {"error": type name, "detail": "",
+    "body": "", "message": str(e)}; starlette then re-raises it, and uvicorn prints
+    "Exception in ASGI application" with the traceback into the journal."""
+
+    def __init__(self, qualified: str, message: str, frames: list[str], cause: str = ""):
+        super().__init__(message)
+        self.qualified, self.message, self.frames, self.cause = qualified, message, frames, cause
+
+    def answer(self) -> dict:
+        name = self.qualified.rsplit(".", 1)[-1]
+        return {"error": name, "detail": "", "body": "", "message": self.message}
+
+    def log(self) -> None:
+        def frame(where: str) -> str:
+            return f'  File "{os.getcwd()}/{where}'
+
+        lines = ["ERROR:    Exception in ASGI application"]
+        if self.cause:  # the loader's own error first, then the one it raised from it
+            lines += ["Traceback (most recent call last):", *map(frame, CAUSE_FRAMES)]
+            lines += [self.cause, "", CHAINED, ""]
+        lines += ["Traceback (most recent call last):", *map(frame, API_FRAMES + self.frames)]
+        lines += [f"{self.qualified}: {self.message}"]
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+CHAINED = "During handling of the above exception, another exception occurred:"
+# Where in Forge the route's exception came from (file, line, function), for the traceback.
+API_FRAMES = [
+    'modules/api/api.py", line 495, in text2imgapi',
+    'modules/processing.py", line 836, in process_images',
+]
+LOAD_FRAMES = [
+    'modules/processing.py", line 804, in manage_model_and_prompt_cache',
+    'modules/sd_models.py", line 504, in forge_model_reload',
+    'backend/loader.py", line 502, in forge_loader',
+]
+CAUSE_FRAMES = [
+    'backend/loader.py", line 500, in forge_loader',
+    'backend/utils.py", line 31, in load_torch_file',
+]
+SAMPLE_FRAMES = [
+    'modules/processing.py", line 842, in process_images_inner',
+    'backend/sampling/sampling_function.py", line 390, in sampling_function',
+    'backend/attention.py", line 314, in attention_pytorch',
+]
+
+
+def checkpoint_files(args) -> list[tuple[str, str]]:
+    """(name, path) of the checkpoints Forge lists (sd_models.list_models): under
+    models/Stable-diffusion and --ckpt-dir, the name relative to that folder, sorted."""
+    found: dict[str, str] = {}
+    folders = [os.path.join(os.getcwd(), "models", "Stable-diffusion")]
+    folders += [getattr(args, "ckpt_dir", None) or ""]
+    for folder in folders:
+        if not folder or not os.path.isdir(folder):
+            continue
+        for root, _, files in os.walk(folder):
+            for name in files:
+                if name.endswith(CHECKPOINT_EXTENSIONS) and not name.endswith(NOT_CHECKPOINTS):
+                    path = os.path.join(root, name)
+                    found.setdefault(os.path.relpath(path, folder), path)
+    return sorted(found.items(), key=lambda item: item[0].lower())
+
+
+def png_image(width: int, height: int, seed: int, black: bool = False) -> bytes:
+    """An RGB PNG: gradients and noise from the seed (never one colour), or all black."""
+    rng = random.Random(seed)
+    red, green, blue = (rng.randrange(256) for _ in range(3))
+    rows = []
+    for y in range(height):
+        row = bytearray(b"\0")  # filter type None
+        for x in range(width):
+            if black:
+                row += b"\0\0\0"
+            else:
+                noise = rng.randrange(24)
+                row += bytes(
+                    (
+                        (red + 4 * x + noise) & 255,
+                        (green + 4 * y + noise) & 255,
+                        (blue + 2 * (x + y)) & 255,
+                    )
+                )
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )
+
+
+class Checkpoints:
+    """Forge's checkpoints and the model it has loaded (modules/sd_models.py): a checkpoint's
+    sha256 is known once it was loaded, so until then its title is its name and its hash
+    null. One generation at a time (Forge's queue lock); the model loads at the first."""
+
+    def __init__(self, args):
+        self.args = args
+        self.sha256: dict[str, str] = {}
+        self.selected: str | None = None  # the sd_model_checkpoint option (a file path)
+        self.loaded: str | None = None
+        self.lock = threading.Lock()
+
+    def listed(self) -> list[dict]:
+        models = []
+        for name, path in checkpoint_files(self.args):
+            sha256 = self.sha256.get(path)
+            short = sha256[:10] if sha256 else None
+            models.append(
+                {
+                    "title": f"{name} [{short}]" if short else name,
+                    "model_name": os.path.splitext(name.replace("/", "_").replace("\\", "_"))[0],
+                    "hash": short,
+                    "sha256": sha256,
+                    "filename": path,
+                    "config": None,
+                }
+            )
+        return models
+
+    def find(self, alias) -> dict | None:
+        """sd_models.checkpoint_aliases: a title, name, model name, file stem or hash."""
+        for model in self.listed():
+            name = model["title"].split(" [")[0]
+            stem = os.path.splitext(os.path.basename(model["filename"]))[0]
+            ids = {model["title"], name, model["model_name"], stem}
+            if model["hash"]:
+                ids |= {model["hash"], model["sha256"], f"{stem} [{model['hash']}]"}
+            if alias in ids:
+                return model
+        return None
+
+    def txt2img(self, body: bytes) -> dict:
+        try:
+            request = json.loads(body.decode("utf-8") or "{}")
+        except (UnicodeDecodeError, ValueError) as error:
+            detail = {"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error"}
+            raise Unprocessable([{**detail, "input": {}, "ctx": {"error": str(error)}}]) from None
+        if not isinstance(request, dict):
+            raise Unprocessable(
+                [
+                    {
+                        "type": "model_attributes_type",
+                        "loc": ["body"],
+                        "msg": "Input should be a valid dictionary",
+                        "input": request,
+                    }
+                ]
+            )
+        scenario = read_scenario()
+        override = (request.get("override_settings") or {}).get("sd_model_checkpoint")
+        chosen = self.find(override) if override else None  # unknown: dropped, as Forge does
+        with self.lock:
+            previous = self.selected
+            if chosen:
+                self.selected = chosen["filename"]
+            try:
+                model = self._load(scenario)
+                return self._generate(request, model, scenario)
+            finally:
+                if request.get("override_settings_restore_afterwards", True):
+                    self.selected = previous
+
+    def _load(self, scenario: dict[str, str]) -> dict:
+        listed = self.listed()
+        path = self.selected or (listed[0]["filename"] if listed else None)
+        if path is None:
+            raise ApiError("ValueError", NO_MODEL, LOAD_FRAMES[:2])
+        model = next(m for m in listed if m["filename"] == path)
+        if self.loaded == path and "checkpoint-broken" not in scenario:
+            return model
+        info = {"filename": path, "hash": model["hash"]}
+        print(
+            f"Loading Model: {{'checkpoint_info': {info}, 'additional_modules': [], "
+            "'unet_storage_dtype': None}",
+            flush=True,
+        )
+        if "checkpoint-broken" in scenario:
+            self.loaded = None
+            raise ApiError(
+                "ValueError",
+                "Failed to recognize model type!",
+                LOAD_FRAMES,
+                cause="safetensors_rust.SafetensorError: Error while deserializing header: "
+                "MetadataIncompleteBuffer",
+            )
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        self.sha256[path] = digest.hexdigest()
+        self.loaded = path
+        print("Model loaded in 0.1s (lab stand-in).", flush=True)
+        return next(m for m in self.listed() if m["filename"] == path)
+
+    def _generate(self, request: dict, model: dict, scenario: dict[str, str]) -> dict:
+        if "oom" in scenario:
+            raise ApiError("torch.cuda.OutOfMemoryError", CUDA_OUT_OF_MEMORY, SAMPLE_FRAMES)
+        width, height = int(request.get("width") or 512), int(request.get("height") or 512)
+        steps = int(request.get("steps") or 50)
+        seed = int(request.get("seed", -1))
+        seed = random.randrange(4294967294) if seed == -1 else seed
+        image = png_image(min(width, 4096), min(height, 4096), seed, black="nan" in scenario)
+        prompt = str(request.get("prompt") or "")
+        stem = os.path.splitext(os.path.basename(model["filename"]))[0]
+        infotext = (
+            f"{prompt}\nSteps: {steps}, Sampler: Euler, Schedule type: Automatic, CFG scale: 7, "
+            f"Seed: {seed}, Size: {width}x{height}, Model hash: {model['hash']}, Model: {stem}, "
+            "Version: f2.0.1v1.10.1-lab-standin"
+        )
+        info = {
+            "prompt": prompt,
+            "all_prompts": [prompt],
+            "negative_prompt": str(request.get("negative_prompt") or ""),
+            "seed": seed,
+            "all_seeds": [seed],
+            "width": width,
+            "height": height,
+            "sampler_name": "Euler",
+            "cfg_scale": 7.0,
+            "steps": steps,
+            "batch_size": 1,
+            "sd_model_name": stem,
+            "sd_model_hash": model["hash"],
+            "infotexts": [infotext],
+            "version": "f2.0.1v1.10.1-lab-standin",
+        }
+        send = request.get("send_images", True)
+        return {
+            "images": [base64.b64encode(image).decode()] if send else [],
+            "parameters": {**request, "seed": request.get("seed", -1)},
+            "info": json.dumps(info),
+        }
 
 
 def _openapi(webui) -> tuple:
