@@ -183,6 +183,8 @@ def test_site_writes_the_report_with_each_vms_own_values(lab, run):
         assert row["share_url"].endswith(".share.lab.invalid")  # the lab's share server
         assert row["share_state"] == "answers"  # asked from the controller through it
         assert row["share_expires_at"].endswith("Z")
+        # the first image after the start: its times per host
+        assert 0 < float(row["generation_seconds"]) <= float(row["first_image_seconds"])
         assert row["service_state"] == "active/running"
         assert row["user"] == "student"
         last_sync = run["sync_records"][host]  # the sync record as site.yml left it
@@ -241,6 +243,9 @@ def test_the_html_is_self_contained_and_holds_no_secret(lab, run):
             assert signature not in path.read_text()
 
 
+ACCEPTED = "--allow-code with webui_share: a logged-in user can run code on this VM as azureuser"
+
+
 def test_report_alone_flags_a_stopped_webui_and_an_unreachable_host(lab, run):
     stopped = lab.hosts[1]
     lab.exec(stopped, "systemctl", "stop", "forge-webui")
@@ -253,7 +258,8 @@ def test_report_alone_flags_a_stopped_webui_and_an_unreachable_host(lab, run):
         alone = run_playbook(
             "playbooks/report.yml",
             with_gone,
-            extravars=run["extravars"],
+            # what the webui stage leaves when a code-running flag was accepted with sharing
+            extravars={**run["extravars"], "webui_warnings": [ACCEPTED]},
             envvars=run["envvars"],
         )
     finally:
@@ -274,6 +280,9 @@ def test_report_alone_flags_a_stopped_webui_and_an_unreachable_host(lab, run):
     assert sorted(asked.res["links"]) == [lab.hosts[0]]  # the stopped host has no link
     assert rows[lab.hosts[0]]["gpu"] == rows[stopped]["gpu"] != ""  # read without preflight
     assert rows[stopped]["status"] == "problem"
+    assert rows[lab.hosts[0]]["warnings"] == ACCEPTED  # a warning, not a problem
+    assert f"  ! {ACCEPTED}" in alone.stdout
+    assert f"warning: {ACCEPTED}" in (run["reports"] / "fleet-report.html").read_text()
     assert rows[stopped]["share_url"] == ""
     assert "webui not running (inactive/dead)" in rows[stopped]["problems"]
     assert rows["gone-1"]["status"] == "problem"
