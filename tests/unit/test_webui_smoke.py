@@ -109,7 +109,9 @@ class System:
             return 0, SHOW, ""
         self.calls += 1  # the journal: the start's lines, then with the request's lines
         lines = self.journal_before + (self.journal_after if self.calls > 1 else [])
-        return 0, "\n".join(lines) + "\n", ""
+        # journalctl -o json: one record per line
+        records = [json.dumps({"__REALTIME_TIMESTAMP": "1000000", "MESSAGE": x}) for x in lines]
+        return 0, "\n".join(records) + "\n", ""
 
 
 def run(forge: Forge, system: System | None = None, **options):
