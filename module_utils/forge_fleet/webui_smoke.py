@@ -346,6 +346,10 @@ def check_image(images: object, width: int, height: int) -> bytes:
 # -- the whole check ---------------------------------------------------------------------
 
 
+# Seconds a 404 from Forge's API is taken for routes not mounted yet (after a start).
+API_MOUNT_WAIT = 60.0
+
+
 def smoke(
     port: int,
     unit: str,
@@ -378,7 +382,18 @@ def smoke(
         )
         check_login(status, body, user)
     auth = basic_auth(*api_auth)
-    status, body = request(port, "GET", "/sdapi/v1/sd-models", headers=auth, timeout=60)
+    # Forge mounts its API on the app only after gradio serves the login (webui.py: launch,
+    # then the API routes): right after a start the API may answer 404 for a moment.
+    deadline = None
+    while True:
+        status, body = request(port, "GET", "/sdapi/v1/sd-models", headers=auth, timeout=60)
+        if status != 404:
+            break
+        now = clock()
+        deadline = now + API_MOUNT_WAIT if deadline is None else deadline
+        if now >= deadline:
+            break
+        sleep(1.0)
     if status != 200:
         raise SmokeFailed(
             f"Forge's API answered GET /sdapi/v1/sd-models with {_said(status, body)}"

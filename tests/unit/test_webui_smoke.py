@@ -313,3 +313,47 @@ def test_the_login_file_is_read_in_forges_syntax(tmp_path, text, entry):
 def test_a_missing_credentials_file_fails_naming_it(tmp_path):
     with pytest.raises(smoke.SmokeFailed, match="cannot read the API credentials file"):
         smoke.read_api_auth(str(tmp_path / "nope"))
+
+
+def test_an_api_not_mounted_yet_is_asked_again_until_it_answers():
+    # Forge adds its API routes just after gradio serves the login: 404 for a moment
+    answers = iter([(404, b'{"detail":"Not Found"}')] * 3)
+
+    class Mounting(Forge):
+        def __call__(self, port, method, path, **options):
+            if path == "/sdapi/v1/sd-models":
+                found = next(answers, None)
+                if found:
+                    return found
+            return super().__call__(port, method, path, **options)
+
+    clock = iter([0.0, 1.0, 2.0, 100.0, 103.25])
+    result = smoke.smoke(
+        7860,
+        "forge-webui.service",
+        login=("student", "pw"),
+        api_auth=("api", "apipw"),
+        request=Mounting(),
+        run=System(),
+        clock=lambda: next(clock),
+        now_usec=lambda: 65_000_000,
+        sleep=lambda _: None,
+    )
+    assert result["generation_seconds"] == 3.25
+
+
+def test_an_api_that_stays_404_fails_saying_so():
+    forge = Forge({("GET", "/sdapi/v1/sd-models"): (404, b'{"detail":"Not Found"}')})
+    times = iter(float(t) for t in range(0, 1000, 30))
+    with pytest.raises(smoke.SmokeFailed, match="sd-models with 404"):
+        smoke.smoke(
+            7860,
+            "forge-webui.service",
+            login=("student", "pw"),
+            api_auth=("api", "apipw"),
+            request=forge,
+            run=System(),
+            clock=lambda: next(times),
+            now_usec=lambda: 65_000_000,
+            sleep=lambda _: None,
+        )
