@@ -5,8 +5,8 @@
 
 All servers are the stand-in (tests/doubles/model_hub) on loopback, in a process of its own
 (as curl is one): our client, timed in this process, shares no interpreter lock with it. Both
-sides fetch the same file from the same server. Prints, and exits 1 when a target of issue 4
-is missed:
+sides fetch the same file from the same server. Prints, and exits 1 when one of the download
+targets below is missed:
   1. one stream, loopback:        our throughput / curl's          (target >= 0.9)
                                   also against `curl | tee FILE | sha256sum`, the same work
                                   as ours (download and hash in one pass), for context

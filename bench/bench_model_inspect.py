@@ -5,8 +5,8 @@
 Builds a sparse SDXL-layout checkpoint of --size-gb (the data section reads as zeros, so
 hashing it still reads every byte), then times inspect_file (best of --repeat) and one
 sha256 pass over the same file, and measures the peak RSS of a child process that only
-inspects. Prints the ratio and exits 1 when a target of issue 3 is missed:
-inspection under 50 ms, at least 1000x faster than sha256, peak memory under 50 MB.
+inspects. Prints the ratio and exits 1 when an inspection target is missed: inspection
+under 50 ms, at least 1000x faster than sha256, peak memory under 50 MB.
 """
 
 from __future__ import annotations

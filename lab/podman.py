@@ -1,6 +1,6 @@
-"""The podman commands the lab needs, with this sandbox's two quirks applied once.
+"""The podman commands the lab needs, with two quirks of its hosts applied once.
 
-Quirks (see shared TESTBED.md): crun refuses cgroups in hybrid mode, so every container
+Quirks (lab/README.md, "The image"): crun refuses cgroups in hybrid mode, so every container
 runs under runc; the default rlimits are refused, so every container gets explicit ones.
 """
 

@@ -1,5 +1,7 @@
 """Every role's two descriptions of its inputs agree: defaults/main.yml and
-meta/argument_specs.yml name the same variables with the same defaults (STYLE.md rule 2).
+meta/argument_specs.yml name the same variables with the same defaults (the house rule: each
+role input is defined once in defaults/main.yml, with a comment, and described in
+meta/argument_specs.yml with the same default).
 
 Iterates over every role found, so a new role is checked the day it lands.
 """

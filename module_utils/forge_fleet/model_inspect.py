@@ -10,7 +10,7 @@
 ``details["fits"]`` lists the families the file can serve (a 4-channel VAE fits SD1, SD2 and
 SDXL; a Flux LoRA whose weights cannot tell Dev from Schnell fits both until metadata
 decides). The compatibility rules (``model_compat``) work from ``fits``.
-Facts behind the rules: shared/reference/MODEL_FORMATS.md.
+Facts behind the rules: docs/model-validation.md (what is read, and what each file says).
 """
 
 from __future__ import annotations

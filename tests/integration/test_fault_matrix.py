@@ -2,7 +2,7 @@
 one fault per host. Each round runs `site.yml --check --diff` (it must report the fault on
 its host, naming it, and change nothing) and then `site.yml` (it must repair exactly that
 fault and change nothing else, on either host). The matrix with the time of each run is
-written to fault-matrix.md in the class's temporary folder (README: "Repair by re-run").
+written to fault-matrix.md in the class's temporary folder (docs/fault-matrix.md).
 
 The rounds are split over two test classes, each with its own two VMs (a class-scoped lab),
 so that `tests/run` (pytest-xdist, `--dist loadscope`) runs the halves on two workers."""

@@ -1,6 +1,6 @@
 """Stand-in for Azure Resource Manager's Azure ML compute endpoints, over HTTPS.
 
-Honours the contract in shared/reference/UPSTREAM.md ("Azure ML compute instances") for the
+Honours Azure ML's compute instance contract written down in tests/DOUBLES.md ("arm") for the
 REST API version the pinned SDK speaks (azure-mgmt-machinelearningservices 1.0.1:
 ``api-version=2020-08-01``), so the real SDK drives it:
 

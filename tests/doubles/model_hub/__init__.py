@@ -1,8 +1,8 @@
 """Stand-in for Hugging Face and CivitAI, with a second host playing their CDN / storage.
 
-Honours the contracts in shared/reference/MODEL_FORMATS.md ("CivitAI API v1", "Hugging Face
-resolve endpoint"): Bearer auth, gated repositories (401 without a token, 403 with a token
-not granted, X-Error-Code: GatedRepo), 404 with X-Error-Code, HEAD metadata
+Honours the Hugging Face resolve endpoint and CivitAI API v1 contracts written down in
+tests/DOUBLES.md ("model_hub"): Bearer auth, gated repositories (401 without a token, 403 with
+a token not granted, X-Error-Code: GatedRepo), 404 with X-Error-Code, HEAD metadata
 (X-Linked-Etag = sha256, X-Linked-Size, X-Repo-Commit) with a 302 to the CDN, CivitAI version
 JSON with files[].hashes.SHA256, download redirects to a pre-signed storage URL, and a storage
 host that answers 400 to any request carrying Authorization. Knobs for failure: 429 with
