@@ -16,7 +16,10 @@ is its client; the protocol is theirs alone, not frp's):
 - public port (what the controller's link check gets as ``webui_share_check_via``): HTTP,
   routed by the ``Host`` header's first label; an unknown one answers 404 with an HTML page.
 - ``drop(link)``: forgets a link and closes its tunnel, as the real server does when a link
-  dies; the client says nothing.
+  dies; the client says nothing, and the link stays dead.
+- a client whose tunnel closed without a drop (this server stopped: the lab's stand-ins run only
+  while a playbook runs) logs in again with ``LOGIN <id>`` and keeps its link, as frpc
+  reconnects to its server; a dropped id gets ``NO``.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class ShareRelay:
         self._lock = threading.Lock()
         self._tunnels: dict[str, socket.socket] = {}  # link id -> the client's open connection
         self._waiting: dict[str, tuple[threading.Event, list]] = {}
+        self._dropped: set[str] = set()
         self._numbers = itertools.count(1)
         self._servers: list[_Server] = []
 
@@ -109,6 +113,7 @@ class ShareRelay:
         link_id = link.split("://", 1)[-1].split(".", 1)[0]
         with self._lock:
             control = self._tunnels.pop(link_id, None)
+            self._dropped.add(link_id)
         if control is None:
             return False
         with contextlib.suppress(OSError):
@@ -139,15 +144,26 @@ class ShareRelay:
         for server in self._servers:
             server.shutdown()
             server.server_close()
-        for link_id in list(self._tunnels):
-            self.drop(link_id)
+        with self._lock:
+            controls = list(self._tunnels.values())
+            self._tunnels.clear()
+        for control in controls:  # closed, not dropped: the clients log in again later
+            with contextlib.suppress(OSError):
+                control.shutdown(socket.SHUT_RDWR)
+            control.close()
 
     def _tunnel(self, sock: socket.socket) -> None:
         line = _read_line(sock)
-        if line == "LOGIN":
-            link_id = secrets.token_hex(9)
+        if line == "LOGIN" or line.startswith("LOGIN "):
+            link_id = line[6:] or secrets.token_hex(9)
             with self._lock:
-                self._tunnels[link_id] = sock
+                refused = link_id in self._dropped or link_id in self._tunnels
+                if not refused:
+                    self._tunnels[link_id] = sock
+            if refused:  # a dropped link stays dead; a link in use is not taken over
+                sock.sendall(b"NO\n")
+                sock.close()
+                return
             sock.sendall(f"OK https://{link_id}.{self.domain}\n".encode())
             # the handler's thread holds the connection open until the client or drop closes it
             try:

@@ -48,7 +48,8 @@ def test_site_converges_two_vms_with_stand_ins_and_reruns_with_no_change():
         # it ends with the fleet report's path and each VM's share URL
         assert f"forge-lab: fleet report: {REPO_ROOT}/reports/fleet-report.html" in output
         for host in recap:
-            assert re.search(rf"^forge-lab:   {host}  https://\S+\.share\.lab\.invalid$", output, re.M)
+            link = rf"^forge-lab:   {host}  https://\S+\.share\.lab\.invalid$"
+            assert re.search(link, output, re.M)
         for host in recap:  # the demo catalog landed through the stand-ins
             listing = podman.exec_in(
                 host, "ls", f"{FORGE}/models/Lora", f"{FORGE}/models/Stable-diffusion"

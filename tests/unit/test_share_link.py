@@ -157,3 +157,21 @@ def test_a_link_that_is_not_an_http_url_is_dead_with_why():
     found = share_link.check_link("ftp://x.example")
     assert found["state"] == "dead"
     assert "not an http(s) link" in found["detail"]
+
+
+def test_a_link_outlives_a_restart_of_the_share_server_but_not_a_drop(served, tmp_path):
+    # the lab's share server runs only while a playbook runs: the tunnel logs in again with
+    # its link when the server is back, as frpc reconnects; a dropped link stays dead
+    with ShareRelay("127.0.0.1") as first:
+        ports = tuple(int(a.rsplit(":", 1)[1]) for a in (first.tunnel_address, first.public_url))
+        _, link = shared(served, first, tmp_path)
+    with ShareRelay("127.0.0.1", ports=ports) as again:
+        deadline = time.monotonic() + 10
+        while again.links() != [link]:
+            assert time.monotonic() < deadline, again.links()
+            time.sleep(0.2)
+        assert check(again, link)["vm-0"]["state"] == "answers"
+        assert again.drop(link)
+        time.sleep(2.5)  # the client tries again, and is refused
+        assert again.links() == []
+        assert check(again, link)["vm-0"]["state"] == "dead"

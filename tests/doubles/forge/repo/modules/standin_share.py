@@ -3,7 +3,8 @@
 With ``GRADIO_SHARE_SERVER_ADDRESS`` (``host:port``, gradio's own variable) the stand-in logs
 in to that server (tests/doubles/share_relay.py, the protocol is theirs alone), prints the
 link it gets, and carries every request the server sends for that link to Forge's local
-port. When the server drops the link the tunnel ends without a word, as gradio's does.
+port. When the server drops the link the tunnel ends without a word, as gradio's does; when
+the server itself goes away, the tunnel logs in again with the same link until it is back.
 
 Standard library only: it runs in the VM's conda env (Python 3.8+).
 """
@@ -13,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 CONNECT_TIMEOUT = 10.0
+RECONNECT_INTERVAL = 1.0
 
 
 class TunnelError(OSError):
@@ -56,12 +59,18 @@ class Tunnel:
         self.local = (local_host, local_port)
         self.url = ""
         self._control: socket.socket | None = None
+        self._closed = False
 
     def open(self) -> str:
         """Log in and return the public link; raises TunnelError."""
+        self._login("")
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self.url
+
+    def _login(self, link_id: str) -> None:
         try:
             control = socket.create_connection(self.server, timeout=CONNECT_TIMEOUT)
-            control.sendall(b"LOGIN\n")
+            control.sendall(f"LOGIN {link_id}".strip().encode() + b"\n")
             answer = _read_line(control)
         except OSError as error:
             raise TunnelError(f"cannot reach the share server {self.server}: {error}") from error
@@ -71,10 +80,23 @@ class Tunnel:
         control.settimeout(None)
         self._control = control
         self.url = answer[3:]
-        threading.Thread(target=self._serve, daemon=True).start()
-        return self.url
+
+    def _again(self) -> bool:
+        """The tunnel closed without our close: log in again with the same link, as frpc
+        reconnects, until the server takes it back (True) or refuses it (False)."""
+        link_id = self.url.split("://", 1)[-1].split(".", 1)[0]
+        while not self._closed:
+            try:
+                self._login(link_id)
+                return True
+            except TunnelError as error:
+                if "refused" in str(error):
+                    return False
+            time.sleep(RECONNECT_INTERVAL)
+        return False
 
     def close(self) -> None:
+        self._closed = True
         control, self._control = self._control, None
         if control is not None:
             with contextlib.suppress(OSError):
@@ -82,14 +104,16 @@ class Tunnel:
             control.close()
 
     def _serve(self) -> None:
-        control = self._control
-        while control is not None:
+        while self._control is not None:
             try:
-                line = _read_line(control)
-            except OSError:
-                return
+                line = _read_line(self._control)
+            except (OSError, AttributeError):
+                line = ""
             if not line:
-                return  # the server dropped the link: nothing is printed, as with gradio
+                # the server is gone or dropped the link: nothing is printed, as with gradio
+                if self._closed or not self._again():
+                    return
+                continue
             if line.startswith("CONNECT "):
                 threading.Thread(target=self._carry, args=(line[8:],), daemon=True).start()
 
