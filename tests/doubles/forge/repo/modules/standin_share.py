@@ -24,6 +24,10 @@ class TunnelError(OSError):
     """The share server could not be reached or refused the login."""
 
 
+class TunnelRefused(TunnelError):
+    """The share server answered and refused the link (a dropped link stays dead)."""
+
+
 def _read_line(sock: socket.socket, limit: int = 256) -> str:
     data = b""
     while not data.endswith(b"\n") and len(data) < limit:
@@ -76,7 +80,7 @@ class Tunnel:
             raise TunnelError(f"cannot reach the share server {self.server}: {error}") from error
         if not answer.startswith("OK "):
             control.close()
-            raise TunnelError(f"the share server refused the tunnel: {answer!r}")
+            raise TunnelRefused(f"the share server refused the tunnel: {answer!r}")
         control.settimeout(None)
         self._control = control
         self.url = answer[3:]
@@ -89,10 +93,10 @@ class Tunnel:
             try:
                 self._login(link_id)
                 return True
-            except TunnelError as error:
-                if "refused" in str(error):
-                    return False
-            time.sleep(RECONNECT_INTERVAL)
+            except TunnelRefused:
+                return False
+            except TunnelError:
+                time.sleep(RECONNECT_INTERVAL)  # not back yet
         return False
 
     def close(self) -> None:
