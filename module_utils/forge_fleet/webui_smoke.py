@@ -455,7 +455,7 @@ def smoke(
         "height": height,
         "steps": steps,
         "seed": seed,
-        "generation_seconds": round(took, 2),
+        "generation_seconds": round(took, 3),
         "first_image_seconds": (
             round((now_usec() - started) / 1_000_000, 1)
             if started and made.get("ActiveState") == "active"

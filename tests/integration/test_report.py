@@ -184,7 +184,7 @@ def test_site_writes_the_report_with_each_vms_own_values(lab, run):
         assert row["share_state"] == "answers"  # asked from the controller through it
         assert row["share_expires_at"].endswith("Z")
         # the first image after the start: its times per host
-        assert 0 < float(row["generation_seconds"]) <= float(row["first_image_seconds"])
+        assert 0 <= float(row["generation_seconds"]) <= float(row["first_image_seconds"])
         assert row["service_state"] == "active/running"
         assert row["user"] == "student"
         last_sync = run["sync_records"][host]  # the sync record as site.yml left it

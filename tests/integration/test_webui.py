@@ -196,7 +196,7 @@ def test_the_first_start_made_a_first_image_on_each_host(lab, converged):
         image = smoke.res
         assert (image["checkpoint"], image["model_used"]) == ("lab-tiny.safetensors", "lab-tiny")
         assert (image["width"], image["height"], image["steps"]) == (64, 64, 1)
-        assert 0 < image["generation_seconds"] < 10
+        assert 0 <= image["generation_seconds"] < 10  # the stand-in answers in milliseconds
         # from the main process's start: Forge's start, the health check, then the image
         assert image["generation_seconds"] < image["first_image_seconds"] < 120
         assert image["image_bytes"] > 1000
