@@ -32,6 +32,9 @@ import socketserver
 import threading
 import time
 
+# the stand-in's tunnel client, whose byte pipe and line reading the server shares
+from tests.doubles.forge.repo.modules.standin_share import pipe, read_line
+
 NOT_FOUND = (
     b"<!DOCTYPE html><html><head><title>Not Found</title></head><body>"
     b"<h1>The page you requested was not found.</h1>"
@@ -39,23 +42,6 @@ NOT_FOUND = (
 )
 HEAD_LIMIT = 65536
 JOIN_TIMEOUT = 10.0
-
-
-def pipe(source: socket.socket, sink: socket.socket) -> None:
-    """Copy bytes from source to sink until either side closes; then close both."""
-    try:
-        while True:
-            data = source.recv(65536)
-            if not data:
-                break
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
 
 
 def join(one: socket.socket, other: socket.socket) -> None:
@@ -238,19 +224,14 @@ class ShareRelay:
             finished.set()
 
 
-def _read_line(sock: socket.socket, limit: int = 256) -> str:
-    data = b""
+def _read_line(sock: socket.socket) -> str:
     sock.settimeout(JOIN_TIMEOUT)
     try:
-        while not data.endswith(b"\n") and len(data) < limit:
-            chunk = sock.recv(1)
-            if not chunk:
-                break
-            data += chunk
+        line = read_line(sock)
     except OSError:
         return ""
     sock.settimeout(None)
-    return data.decode("ascii", "replace").strip()
+    return line
 
 
 def _host(head: bytes) -> str:

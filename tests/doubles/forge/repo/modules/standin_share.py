@@ -28,7 +28,8 @@ class TunnelRefused(TunnelError):
     """The share server answered and refused the link (a dropped link stays dead)."""
 
 
-def _read_line(sock: socket.socket, limit: int = 256) -> str:
+def read_line(sock: socket.socket, limit: int = 256) -> str:
+    """One line of the protocol (without its newline), or "" when the other side closed."""
     data = b""
     while not data.endswith(b"\n") and len(data) < limit:
         chunk = sock.recv(1)
@@ -38,7 +39,8 @@ def _read_line(sock: socket.socket, limit: int = 256) -> str:
     return data.decode("ascii", "replace").strip()
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
+def pipe(source: socket.socket, sink: socket.socket) -> None:
+    """Copy bytes from source to sink until either side closes; then close both."""
     try:
         while True:
             data = source.recv(65536)
@@ -75,7 +77,7 @@ class Tunnel:
         try:
             control = socket.create_connection(self.server, timeout=CONNECT_TIMEOUT)
             control.sendall(f"LOGIN {link_id}".strip().encode() + b"\n")
-            answer = _read_line(control)
+            answer = read_line(control)
         except OSError as error:
             raise TunnelError(f"cannot reach the share server {self.server}: {error}") from error
         if not answer.startswith("OK "):
@@ -110,7 +112,7 @@ class Tunnel:
     def _serve(self) -> None:
         while self._control is not None:
             try:
-                line = _read_line(self._control)
+                line = read_line(self._control)
             except (OSError, AttributeError):
                 line = ""
             if not line:
@@ -134,5 +136,5 @@ class Tunnel:
             return
         remote.settimeout(None)
         local.settimeout(None)
-        threading.Thread(target=_pipe, args=(remote, local), daemon=True).start()
-        _pipe(local, remote)
+        threading.Thread(target=pipe, args=(remote, local), daemon=True).start()
+        pipe(local, remote)
